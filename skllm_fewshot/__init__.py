@@ -1,0 +1,7 @@
+"""skllm-fewshot: an instruction-tuned causal language model as a scikit-learn classifier."""
+
+from .classifier import FewShotLLMClassifier
+from .loading import clear_model_cache, model_cache_info
+
+__all__ = ["FewShotLLMClassifier", "clear_model_cache", "model_cache_info"]
+__version__ = "0.1.0"

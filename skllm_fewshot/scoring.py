@@ -1,0 +1,316 @@
+"""The scoring engine: label log-likelihoods for batches of prompts.
+
+The prompt's shared prefix (instruction and examples) is run through the model
+once; its key/value cache is reused for every batch. Per batch only the tokens
+that differ are computed: each query (left-padded, so all rows end in the same
+column) and, for labels of several tokens, a trie of the label tokens appended
+after the query. A 4-D attention mask lets each trie branch see the prefix, its
+own query and its own ancestors only, so all labels are scored in the same
+forward pass as the query, without copying the cache per class. The LM head runs
+only at the columns that are read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .tokenization import common_prefix_length
+
+__all__ = ["LabelTrie", "PrefixCachedScorer", "score_in_batches"]
+
+
+@dataclass
+class LabelTrie:
+    """Label token sequences as the tokens to feed after the query and what to read.
+
+    Parameters
+    ----------
+    sequences : list of list of int
+        One token sequence per class.
+
+    Attributes
+    ----------
+    tokens, parents, depths : list of int
+        One entry per fed token (a trie node): its id, its parent node (-1 for the
+        query's last token) and its depth (0 right after the query).
+    reads : list of list of (int, int)
+        Per class, ``(column, token)`` pairs whose log-probabilities add up to the
+        label's log-likelihood; column 0 is the query's last token, column
+        ``1 + n`` is node ``n``.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.scoring import LabelTrie
+    >>> trie = LabelTrie([[5, 6], [5, 7], [8]])
+    >>> trie.tokens, trie.reads
+    ([5], [[(0, 5), (1, 6)], [(0, 5), (1, 7)], [(0, 8)]])
+    """
+
+    sequences: list[list[int]]
+    tokens: list[int] = field(init=False, default_factory=list)
+    parents: list[int] = field(init=False, default_factory=list)
+    depths: list[int] = field(init=False, default_factory=list)
+    reads: list[list[tuple[int, int]]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        node_of: dict[tuple[int, ...], int] = {}
+        for seq in self.sequences:
+            if not seq:
+                raise ValueError("A label has no tokens.")
+            reads = [(0, seq[0])]
+            for j in range(1, len(seq)):
+                key = tuple(seq[:j])
+                if key not in node_of:
+                    node_of[key] = len(self.tokens)
+                    self.tokens.append(seq[j - 1])
+                    self.parents.append(node_of[key[:-1]] if j > 1 else -1)
+                    self.depths.append(j - 1)
+                reads.append((1 + node_of[key], seq[j]))
+            self.reads.append(reads)
+
+    def ancestors_or_self(self, node: int) -> list[int]:
+        out = []
+        while node >= 0:
+            out.append(node)
+            node = self.parents[node]
+        return out
+
+
+def _forward_kwargs(model: Any) -> tuple[str, bool]:
+    """The name of the cache argument (renamed in transformers 5) and logits_to_keep support."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    cache_arg = "cache" if "cache" in params else "past_key_values"
+    return cache_arg, "logits_to_keep" in params
+
+
+def _output_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+class PrefixCachedScorer:
+    """Label log-likelihoods of prompts that share a prefix, in batches.
+
+    Parameters
+    ----------
+    model : PreTrainedModel
+        A causal language model in evaluation mode.
+    prefix_ids : list of int
+        The tokens every prompt is expected to start with; their key/value cache
+        is computed once, on first use.
+    label_sequences : list of list of int
+        Per class, the label tokens that follow the prompt. One token per class is
+        the seed's first-token scoring.
+    pad_id : int
+        Any valid token id; padded positions are masked out.
+
+    Notes
+    -----
+    A prompt that does not start with the whole prefix (its first tokens merged
+    with the query's) is handled by computing, for its batch, everything after the
+    longest prefix shared by all rows: the same tokens at the same positions, so
+    the same result.
+    """
+
+    def __init__(
+        self, model: Any, prefix_ids: Sequence[int], label_sequences: list[list[int]], pad_id: int = 0
+    ) -> None:
+        self.model = model
+        self.prefix_ids = list(prefix_ids)
+        self.trie = LabelTrie([list(s) for s in label_sequences])
+        self.pad_id = int(pad_id)
+        self._cache_arg, self._keep_supported = _forward_kwargs(model)
+        self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._lock = threading.Lock()
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.trie.reads)
+
+    def prefix_kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The prefix's keys and values per layer, each ``(1, heads, P, dim)``."""
+        if self._prefix_kv is None:
+            with self._lock:
+                if self._prefix_kv is None:
+                    ids = torch.tensor([self.prefix_ids], device=self.device)
+                    with torch.inference_mode():
+                        out = self.model(input_ids=ids, use_cache=True, **self._keep(1))
+                    cache = _output_cache(out)
+                    # Assigned only once complete, so an interruption leaves no half cache.
+                    self._prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return self._prefix_kv
+
+    def _keep(self, columns: int | torch.Tensor) -> dict[str, Any]:
+        return {"logits_to_keep": columns} if self._keep_supported else {}
+
+    def _batch_cache(self, shared: int, batch: int) -> Any:
+        from transformers import DynamicCache
+
+        data = [
+            (k[:, :, :shared].expand(batch, -1, -1, -1), v[:, :, :shared].expand(batch, -1, -1, -1))
+            for k, v in self.prefix_kv()
+        ]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
+    def score(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-likelihood of each label after each prompt.
+
+        Parameters
+        ----------
+        prompts : sequence of sequence of int
+            Whole prompts, as token ids.
+
+        Returns
+        -------
+        ndarray of shape (n_prompts, n_classes), float64
+        """
+        n_rows = len(prompts)
+        if n_rows == 0:
+            return np.empty((0, self.n_classes))
+        # Keep at least one token per row to compute: its output predicts the label.
+        shared = min(min(common_prefix_length(p, self.prefix_ids), len(p) - 1) for p in prompts)
+        shared = max(shared, 0)
+        rests = [list(p[shared:]) for p in prompts]
+        lengths = torch.tensor([len(r) for r in rests])
+        width = int(lengths.max())
+        trie = self.trie
+        n_nodes = len(trie.tokens)
+        total = width + n_nodes
+
+        input_ids = torch.full((n_rows, total), self.pad_id, dtype=torch.long)
+        for i, rest in enumerate(rests):
+            input_ids[i, width - len(rest) : width] = torch.tensor(rest)
+        if n_nodes:
+            input_ids[:, width:] = torch.tensor(trie.tokens)
+
+        # Columns: the query block is left-padded so that every row's last query
+        # token sits in column width-1; trie nodes follow.
+        col = torch.arange(width)
+        first_real = width - lengths  # (B,)
+        real = col[None, :] >= first_real[:, None]  # (B, width)
+        positions = torch.empty((n_rows, total), dtype=torch.long)
+        positions[:, :width] = shared + (col[None, :] - first_real[:, None]).clamp(min=0)
+        if n_nodes:
+            positions[:, width:] = shared + lengths[:, None] + torch.tensor(trie.depths)[None, :]
+
+        allowed = torch.zeros((n_rows, total, shared + total), dtype=torch.bool)
+        allowed[:, :, :shared] = True
+        causal = col[:, None] >= col[None, :]  # (width, width)
+        allowed[:, :width, shared : shared + width] = causal[None] & real[:, None, :]
+        # Padding rows see themselves, so that no row of the mask is empty.
+        eye = torch.eye(width, dtype=torch.bool)
+        allowed[:, :width, shared : shared + width] |= eye[None] & ~real[:, :, None]
+        if n_nodes:
+            allowed[:, width:, shared : shared + width] = real[:, None, :]
+            for node in range(n_nodes):
+                for anc in trie.ancestors_or_self(node):
+                    allowed[:, width + node, shared + width + anc] = True
+
+        mask = torch.zeros(allowed.shape, dtype=self.dtype)
+        mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        read_cols = torch.tensor([width - 1] + [width + n for n in range(n_nodes)])
+
+        kwargs: dict[str, Any] = {}
+        if shared:
+            kwargs[self._cache_arg] = self._batch_cache(shared, n_rows)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask[:, None].to(self.device),
+                position_ids=positions.to(self.device),
+                use_cache=True,
+                **kwargs,
+                **self._keep(read_cols.to(self.device)),
+            )
+            logits = out.logits if self._keep_supported else out.logits[:, read_cols.to(self.device)]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            scores = torch.stack(
+                [sum(logp[:, c, t] for c, t in reads) for reads in trie.reads], dim=1
+            )
+        return scores.double().cpu().numpy()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def score_in_batches(
+    score: Callable[[list[list[int]]], np.ndarray],
+    encode: Callable[[Sequence[str]], list[list[int]]],
+    texts: Sequence[str],
+    n_classes: int,
+    batch_size: int,
+    *,
+    chunk_size: int = 4096,
+    verbose: bool = False,
+    on_oom: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Score texts in batches sorted by length; results come back in input order.
+
+    Texts are tokenized a chunk at a time, so memory holds one chunk of token ids
+    and one batch of activations, whatever the number of texts. A batch that runs
+    out of accelerator memory is retried at half the size, losing no rows.
+
+    Parameters
+    ----------
+    score : callable
+        Token-id prompts to a ``(n, n_classes)`` array.
+    encode : callable
+        Texts to token-id prompts.
+    texts : sequence of str
+    n_classes : int
+    batch_size : int
+    chunk_size : int, default=4096
+        Texts tokenized and sorted together.
+    verbose : bool, default=False
+        Show a progress bar over batches.
+    on_oom : callable, optional
+        Called after an out-of-memory error, before the retry (e.g. to empty the
+        CUDA cache).
+
+    Returns
+    -------
+    ndarray of shape (len(texts), n_classes)
+    """
+    n = len(texts)
+    out = np.empty((n, n_classes))
+    progress = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=n, unit="text", desc="scoring")
+    try:
+        for start in range(0, n, chunk_size):
+            ids = encode(texts[start : start + chunk_size])
+            # Longest first: an out-of-memory error shows on the first batch.
+            order = np.argsort([-len(x) for x in ids], kind="stable")
+            done = 0
+            while done < len(order):
+                rows = order[done : done + batch_size]
+                try:
+                    result = score([ids[i] for i in rows])
+                except (torch.OutOfMemoryError, RuntimeError) as exc:
+                    if not _is_oom(exc) or len(rows) == 1:
+                        raise
+                    batch_size = max(1, len(rows) // 2)
+                    if on_oom is not None:
+                        on_oom()
+                    continue
+                out[start + rows] = result
+                done += len(rows)
+                if progress is not None:
+                    progress.update(len(rows))
+    finally:
+        if progress is not None:
+            progress.close()
+    return out

@@ -1,0 +1,158 @@
+"""Prompt text to token ids, exactly as tokenizing the whole prompt at once.
+
+The tokens of prefix + query are not always the prefix's tokens followed by the
+query's (BPE merges across the quote before the query), so every query is
+tokenized inside its whole prompt. Text from users is never turned into special
+tokens: where it contains a special token's text, that text is encoded as plain
+characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .prompt import FewShotPrompt, Piece
+
+__all__ = ["PromptTokenizer", "common_prefix_length"]
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.tokenization import common_prefix_length
+    >>> common_prefix_length([1, 2, 3], [1, 2, 4, 5])
+    2
+    """
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class PromptTokenizer:
+    """Token ids of a :class:`~skllm_fewshot.prompt.FewShotPrompt` for any query.
+
+    Parameters
+    ----------
+    prompt : FewShotPrompt
+        The prompt; ``"plain"`` prompts get the tokenizer's leading special tokens
+        (e.g. ``<bos>``) as ``tokenizer(prompt)`` adds them, ``"chat"`` prompts take
+        those the chat template writes.
+    tokenizer : PreTrainedTokenizerBase
+        A Hugging Face tokenizer.
+    """
+
+    def __init__(self, prompt: FewShotPrompt, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.head, self.tail = prompt.split(tokenizer)
+        self._head_text = "".join(p.text for p in self.head)
+        self._tail_text = "".join(p.text for p in self.tail)
+        self._add_special = prompt.prompt_format == "plain"
+        self._bos, self._n_eos = self._special_affixes() if self._add_special else ([], 0)
+        specials = sorted(
+            {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+            | set(getattr(tokenizer, "all_special_tokens", [])),
+            key=len,
+            reverse=True,
+        )
+        self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._examples_need_care = any(p.user and self._has_special(p.text) for p in self.head + self.tail)
+
+    def _special_affixes(self) -> tuple[list[int], int]:
+        # What ``tokenizer(text)`` adds around a text: leading tokens are kept as the
+        # seed keeps them; trailing ones (an EOS some tokenizers append) are dropped,
+        # since the label must follow the prompt directly.
+        bare = self._encode_plain("a")
+        full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        for start in range(len(full) - len(bare) + 1):
+            if full[start : start + len(bare)] == bare:
+                return full[:start], len(full) - start - len(bare)
+        return [], 0
+
+    def _has_special(self, text: str) -> bool:
+        return self._special_re is not None and self._special_re.search(text) is not None
+
+    def _encode_plain(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _encode_literal(self, text: str) -> list[int]:
+        # A special token's text written by a user, as plain characters. Encoded
+        # after a newline so that SentencePiece adds no word-start marker.
+        nl = self.tokenizer("\n", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids = self.tokenizer("\n" + text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return ids[len(nl) :] if ids[: len(nl)] == nl else ids
+
+    def _encode_guarded(self, pieces: Sequence[Piece]) -> list[int]:
+        """Tokenize pieces whose user text holds special-token text."""
+        ids: list[int] = list(self._bos)
+        buffer = ""
+        for piece in pieces:
+            if not piece.user or self._special_re is None:
+                buffer += piece.text
+                continue
+            pos = 0
+            for m in self._special_re.finditer(piece.text):
+                buffer += piece.text[pos : m.start()]
+                if buffer:
+                    ids += self._encode_plain(buffer)
+                buffer = ""
+                ids += self._encode_literal(m.group(0))
+                pos = m.end()
+            buffer += piece.text[pos:]
+        if buffer:
+            ids += self._encode_plain(buffer)
+        return ids
+
+    def _encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        out = self.tokenizer(texts, add_special_tokens=self._add_special)["input_ids"]
+        if self._n_eos:
+            out = [ids[: len(ids) - self._n_eos] for ids in out]
+        return out
+
+    def encode(self, queries: Sequence[str], answer: str = "") -> list[list[int]]:
+        """Token ids of the whole prompt for each query, ``answer`` appended."""
+        out: list[list[int] | None] = [None] * len(queries)
+        plain_rows = []
+        tail = self._tail_text + answer
+        for i, q in enumerate(queries):
+            if self._examples_need_care or self._has_special(q):
+                out[i] = self._encode_guarded([*self.head, Piece(q, user=True), *self.tail, Piece(answer)])
+            else:
+                plain_rows.append(i)
+        encoded = self._encode_batch([self._head_text + queries[i] + tail for i in plain_rows])
+        for i, ids in zip(plain_rows, encoded):
+            out[i] = ids
+        return out  # type: ignore[return-value]
+
+    def prefix_ids(self) -> list[int]:
+        """Token ids of the prompt before the query slot."""
+        if self._examples_need_care:
+            return self._encode_guarded(self.head)
+        return self._encode_batch([self._head_text])[0]
+
+    def label_ids_in_context(self, words: Sequence[str]) -> list[list[int]]:
+        """Each label word's tokens as they follow the prompt (``full_label`` scoring).
+
+        Where the word would merge with the prompt's last token, the word's own
+        tokens are used instead.
+        """
+        base = self.encode([""])[0]
+        out = []
+        for word in words:
+            ids = self.encode([""], answer=word)[0]
+            if ids[: len(base)] == base and len(ids) > len(base):
+                out.append(ids[len(base) :])
+            else:
+                out.append(self._encode_plain(word))
+        return out
+
+    def label_first_tokens(self, words: Sequence[str]) -> list[list[int]]:
+        """Each label word's tokens encoded on their own, as the seed notebook does."""
+        return [self._encode_plain(w) for w in words]
