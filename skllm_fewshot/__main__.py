@@ -1,0 +1,67 @@
+"""Command line: ``python -m skllm_fewshot demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+# The seed notebook's few-shot sentiment task.
+SEED_INSTRUCTION = "Decide whether the following product reviews' sentiment is positive, neutral, or negative."
+SEED_EXAMPLES = [
+    ("I love my new chess board!", "positive"),
+    ("Not what I expected but I guess it'll do", "neutral"),
+    ("I'm so disappointed. The product seemed much better on the website", "negative"),
+]
+DEMO_REVIEWS = [
+    "The reactivity of your team has been good...ish. However, the overal experience is questionable.",
+    "Absolutely fantastic, it works perfectly and arrived early!",
+    "Broke after two days and support never answered.",
+    "It's fine. Does the job, nothing special.",
+]
+
+
+def demo(args: argparse.Namespace) -> int:
+    from skllm_fewshot import FewShotLLMClassifier
+
+    X, y = zip(*SEED_EXAMPLES)
+    clf = FewShotLLMClassifier(
+        model=args.model,
+        instruction=SEED_INSTRUCTION,
+        text_name="Product review",
+        label_name="Sentiment",
+        scoring=args.scoring,
+        device=args.device,
+        random_state=0,
+    )
+    start = time.perf_counter()
+    clf.fit(list(X), list(y))
+    loaded = time.perf_counter()
+    proba = clf.predict_proba(DEMO_REVIEWS)
+    done = time.perf_counter()
+    print(f"model: {args.model or 'SmolLM2-135M-Instruct (embedded)'}, scoring={args.scoring}")
+    print(f"fit (model load + prompt): {loaded - start:.1f} s, predict_proba: {done - loaded:.2f} s\n")
+    header = "  ".join(f"{c:>8}" for c in clf.classes_)
+    print(f"{'predicted':>9}  {header}  review")
+    for review, row in zip(DEMO_REVIEWS, proba):
+        label = clf.classes_[row.argmax()]
+        cells = "  ".join(f"{p:8.3f}" for p in row)
+        print(f"{label:>9}  {cells}  {review[:60]}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skllm_fewshot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="the seed's few-shot sentiment example on the embedded model")
+    p.add_argument("--model", default=None, help="Hugging Face id, folder or .gguf file (default: embedded SmolLM2)")
+    p.add_argument("--scoring", default="full_label", choices=["full_label", "first_token"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=demo)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
