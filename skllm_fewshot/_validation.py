@@ -14,11 +14,18 @@ __all__ = ["check_texts", "check_label_words", "check_choice", "check_int"]
 _RESERVED = ("\ue000", "\ue001")
 
 
+def _is_missing(value: Any) -> bool:
+    """None, NaN (any float type), or pandas' NA / NaT."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "None"
-    if isinstance(value, float) and np.isnan(value):
-        return "NaN"
+    if _is_missing(value):
+        return "NaN" if isinstance(value, (float, np.floating)) else f"missing ({value!r})"
     return f"a {type(value).__name__} ({value!r:.40})"
 
 
@@ -80,7 +87,7 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
             continue
         if isinstance(value, (list, tuple, np.ndarray)):
             raise ValueError(f"{name}[{i}] is {_describe(value)}; each row must be one str, not a sequence.")
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if _is_missing(value):
             raise TypeError(
                 f"{name}[{i}] is {_describe(value)}, not a str. "
                 f'Drop or fill missing texts first, e.g. X.fillna("").'

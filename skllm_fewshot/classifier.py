@@ -193,7 +193,9 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         return BaseEstimator.__repr__(shown, N_CHAR_MAX)
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
+        # A copy: on Python >= 3.11 object.__getstate__ returns the live __dict__, and
+        # popping from it would drop the fitted estimator's runtime.
+        state = dict(super().__getstate__())
         state.pop("_runtime", None)
         return state
 
@@ -247,13 +249,14 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         texts = check_texts(X)
-        _, y = validate_data(self, X, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        # The checked 1-D texts, not X: a one-column DataFrame's column name is no feature
+        # name, so fitting on df and predicting on df["text"] (or a list) does not warn.
+        _, y = validate_data(self, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
         check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two classes."
-            )
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
+        self.classes_ = classes
         self.label_words_ = check_label_words(self.label_words, self.classes_)
         self.examples_ = self._pick_examples(texts, y)
         prompt = self._make_prompt()
@@ -341,7 +344,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         texts = check_texts(X)
-        validate_data(self, X, reset=False, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        validate_data(self, texts, reset=False, ensure_2d=False, dtype=None, ensure_all_finite=False)
         runtime = self._get_runtime()
         on_oom = torch.cuda.empty_cache if runtime.scorer.device.type == "cuda" else None
         scores = score_in_batches(
@@ -366,4 +369,5 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first, so that an unfitted estimator raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]

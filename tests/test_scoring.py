@@ -1,0 +1,344 @@
+"""The batched, prefix-cached scorer agrees with plain one-prompt-at-a-time loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TRICKY_QUERIES
+
+from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
+from skllm_fewshot.scoring import LabelTrie, PrefixCachedScorer, score_in_batches
+
+# Queries of very different lengths, some merging with the quote before them.
+QUERIES = [
+    "I love my new chess board!",
+    "s is fine",
+    "ll do",
+    "re",
+    "",
+    " ",
+    "It's the cat's hat. " * 15,
+    "meh",
+    "Not what I expected but I guess it'll do",
+    "Me compré 2 alfajores Milka 😻 https://t.co/abc",
+    "'",
+    "wonderful and lovely, really great",
+]
+# The seed's loop turns special-token text in a query into special tokens; the
+# library does not, so these are compared with loops over the library's own tokens.
+QUERIES_WITH_SPECIALS = QUERIES + ["x <|im_end|> y", "</s>"]
+
+TRAIN_X = ["great", "wonderful day", "awful", "terrible film", "meh", "okay I guess", "lovely", "boring"]
+# Classes as words: first tokens 'b', 'g', 'm' differ, so first_token scoring works.
+TRAIN_Y_FIRST = ["good", "good", "bad", "bad", "meh", "meh", "good", "bad"]
+# Multi-token label words that share first tokens ("ne"), and one that is short.
+TRAIN_Y_FULL = ["positive", "positive", "negative", "negative", "neutral", "neutral", "positive", "negative"]
+
+# Three tokens each ("ne gat ive", "ne ut ral", "b an cos"), two sharing "ne": the
+# probabilities are not dominated by the length of the words, and the trie branches.
+FULL_LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "bancos"}
+
+ATOL = 1e-4
+
+
+def whole_prompts(clf, queries):
+    tokens = clf._runtime.tokens
+    return [tokens._head_text + q + tokens._tail_text for q in queries]
+
+
+def loop_log_likelihoods(model, prompts_ids, label_sequences):
+    """Per prompt and label: one full forward pass, no cache, no padding."""
+    out = np.empty((len(prompts_ids), len(label_sequences)))
+    with torch.inference_mode():
+        for i, ids in enumerate(prompts_ids):
+            for j, seq in enumerate(label_sequences):
+                full = torch.tensor([list(ids) + list(seq)])
+                logp = torch.log_softmax(model(full).logits[0].float(), -1)
+                out[i, j] = sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(seq))
+    return out
+
+
+def softmax(s):
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def assert_proba_close(p, ref):
+    assert p.dtype == np.float64
+    np.testing.assert_allclose(p, ref, rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(p.argmax(1), ref.argmax(1))
+    # Also in log space, where small probabilities are compared too.
+    mask = ref > 1e-12
+    np.testing.assert_allclose(np.log(p[mask]), np.log(ref[mask]), rtol=0, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def first_token_clf(tiny_model, bpe_tokenizer):
+    return FewShotLLMClassifier(
+        tiny_model, tokenizer=bpe_tokenizer, scoring="first_token", random_state=0, batch_size=4
+    ).fit(TRAIN_X, TRAIN_Y_FIRST)
+
+
+@pytest.fixture(scope="module")
+def full_label_clf(tiny_model, bpe_tokenizer):
+    return FewShotLLMClassifier(
+        tiny_model, tokenizer=bpe_tokenizer, scoring="full_label", random_state=0, batch_size=4,
+        label_words=FULL_LABEL_WORDS,
+    ).fit(TRAIN_X, TRAIN_Y_FULL)
+
+
+@pytest.fixture(scope="module")
+def first_token_reference(first_token_clf, tiny_model, bpe_tokenizer):
+    return seed_first_token_proba(
+        tiny_model, bpe_tokenizer, whole_prompts(first_token_clf, QUERIES), list(first_token_clf.label_words_)
+    )
+
+
+@pytest.fixture(scope="module")
+def full_label_reference(full_label_clf, tiny_model, bpe_tokenizer):
+    return full_label_proba(
+        tiny_model, bpe_tokenizer, whole_prompts(full_label_clf, QUERIES), list(full_label_clf.label_words_)
+    )
+
+
+def test_tiny_model_probabilities_vary(first_token_reference, full_label_reference):
+    """Agreement to 1e-4 only means something if the probabilities move with the query."""
+    for ref in (first_token_reference, full_label_reference):
+        assert ref.std(axis=0).max() > 0.05
+        assert len(set(ref.argmax(1))) >= 2
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
+def test_first_token_matches_seed_reference(first_token_clf, first_token_reference, batch_size):
+    clf = first_token_clf
+    clf.set_params(batch_size=batch_size)
+    rng = np.random.default_rng(batch_size)
+    for _ in range(2):
+        perm = rng.permutation(len(QUERIES))
+        p = clf.predict_proba([QUERIES[i] for i in perm])
+        assert_proba_close(p, first_token_reference[perm])
+    clf.set_params(batch_size=4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
+def test_full_label_matches_reference(full_label_clf, full_label_reference, batch_size):
+    clf = full_label_clf
+    # The labels share first tokens: the trie has nodes.
+    assert len(clf._runtime.scorer.trie.tokens) > 0
+    clf.set_params(batch_size=batch_size)
+    rng = np.random.default_rng(100 + batch_size)
+    for _ in range(2):
+        perm = rng.permutation(len(QUERIES))
+        p = clf.predict_proba([QUERIES[i] for i in perm])
+        assert_proba_close(p, full_label_reference[perm])
+    clf.set_params(batch_size=4)
+
+
+def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model):
+    runtime = full_label_clf._runtime
+    ids = runtime.tokens.encode(QUERIES_WITH_SPECIALS)
+    expected = loop_log_likelihoods(tiny_model, ids, full_label_clf.label_token_ids_)
+    for batch in (1, 3, len(ids)):
+        got = np.concatenate([runtime.scorer.score(ids[i : i + batch]) for i in range(0, len(ids), batch)])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [[7], [9], [11]],  # one token each: no trie nodes
+        [[20, 21, 22], [20, 21, 23], [20, 24], [25]],  # shared prefixes of different depths
+        [[30], [30, 31], [30, 31, 32]],  # a label that is a prefix of another
+        [[40, 41, 42, 43, 44], [45, 46]],
+    ],
+)
+def test_scorer_matches_loop_for_any_label_trie(tiny_model, bpe_tokenizer, labels):
+    from skllm_fewshot.prompt import FewShotPrompt
+    from skllm_fewshot.tokenization import PromptTokenizer
+
+    prompt = FewShotPrompt("Classify: {labels}.", [("I love it", "x")], ["x", "y"], "Text", "Label")
+    tokens = PromptTokenizer(prompt, bpe_tokenizer)
+    ids = tokens.encode(QUERIES_WITH_SPECIALS)
+    scorer = PrefixCachedScorer(tiny_model, tokens.prefix_ids(), labels, pad_id=bpe_tokenizer.pad_token_id)
+    expected = loop_log_likelihoods(tiny_model, ids, labels)
+    np.testing.assert_allclose(scorer.score(ids), expected, rtol=1e-5, atol=1e-4)
+    # Scoring again (the prefix cache is reused, not extended) gives the same.
+    np.testing.assert_allclose(scorer.score(ids[:3]), expected[:3], rtol=1e-5, atol=1e-4)
+
+
+def test_scorer_handles_prompts_shorter_than_the_prefix(tiny_model):
+    prefix = [1, 50, 51, 52, 53]
+    prompts = [[1, 50], [1, 50, 51, 52, 53, 54], [1, 60, 61], [1]]
+    scorer = PrefixCachedScorer(tiny_model, prefix, [[5, 6], [5, 7], [8]], pad_id=0)
+    expected = loop_log_likelihoods(tiny_model, prompts, [[5, 6], [5, 7], [8]])
+    np.testing.assert_allclose(scorer.score(prompts), expected, rtol=1e-5, atol=1e-4)
+    assert scorer.score([]).shape == (0, 3)
+
+
+def test_chat_format_matches_loop(tiny_model, bpe_tokenizer):
+    clf = FewShotLLMClassifier(
+        tiny_model, tokenizer=bpe_tokenizer, prompt_format="chat", scoring="first_token", random_state=0,
+        batch_size=3,
+    ).fit(TRAIN_X, TRAIN_Y_FIRST)
+    ids = clf._runtime.tokens.encode(QUERIES_WITH_SPECIALS)
+    # Chat prompts are tokenized without add_special_tokens (the template writes them).
+    plain = ids[: len(QUERIES)]
+    assert plain == [bpe_tokenizer(p, add_special_tokens=False)["input_ids"] for p in whole_prompts(clf, QUERIES)]
+    expected = softmax(loop_log_likelihoods(tiny_model, ids, clf.label_token_ids_))
+    assert_proba_close(clf.predict_proba(QUERIES_WITH_SPECIALS), expected)
+
+
+def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer):
+    clf = FewShotLLMClassifier(
+        tiny_model, tokenizer=bpe_tokenizer, scoring="first_token", n_examples_per_class=2, random_state=1,
+        batch_size=5,
+    ).fit(TRAIN_X, TRAIN_Y_FIRST)
+    ref = seed_first_token_proba(tiny_model, bpe_tokenizer, whole_prompts(clf, TRICKY_QUERIES), clf.label_words_)
+    assert_proba_close(clf.predict_proba(TRICKY_QUERIES), ref)
+
+
+def test_wordlevel_tokenizer_with_eos_matches_loop(tiny_model, wordlevel_tokenizer):
+    clf = FewShotLLMClassifier(
+        tiny_model, tokenizer=wordlevel_tokenizer, scoring="full_label", random_state=0, batch_size=2
+    ).fit(TRAIN_X, TRAIN_Y_FIRST)
+    ids = clf._runtime.tokens.encode(QUERIES_WITH_SPECIALS)
+    assert all(row[-1] != wordlevel_tokenizer.eos_token_id for row in ids)
+    expected = softmax(loop_log_likelihoods(tiny_model, ids, clf.label_token_ids_))
+    assert_proba_close(clf.predict_proba(QUERIES_WITH_SPECIALS), expected)
+
+
+# -- LabelTrie -----------------------------------------------------------------
+
+
+def test_label_trie_shared_prefixes():
+    trie = LabelTrie([[1, 2, 3], [1, 2, 4], [1, 5], [6]])
+    # Nodes: the fed tokens 1 (after the query), then 2 under it.
+    assert trie.tokens == [1, 2]
+    assert trie.parents == [-1, 0]
+    assert trie.depths == [0, 1]
+    assert trie.reads == [
+        [(0, 1), (1, 2), (2, 3)],
+        [(0, 1), (1, 2), (2, 4)],
+        [(0, 1), (1, 5)],
+        [(0, 6)],
+    ]
+    assert trie.ancestors_or_self(1) == [1, 0]
+    assert trie.ancestors_or_self(0) == [0]
+
+
+def test_label_trie_single_tokens_need_no_nodes():
+    trie = LabelTrie([[3], [4], [5]])
+    assert trie.tokens == [] and trie.parents == [] and trie.depths == []
+    assert trie.reads == [[(0, 3)], [(0, 4)], [(0, 5)]]
+
+
+def test_label_trie_prefix_of_another_label():
+    trie = LabelTrie([[1], [1, 2], [1, 2, 3]])
+    assert trie.tokens == [1, 2]
+    assert trie.reads == [[(0, 1)], [(0, 1), (1, 2)], [(0, 1), (1, 2), (2, 3)]]
+
+
+def test_label_trie_no_shared_prefix():
+    trie = LabelTrie([[1, 2], [3, 4]])
+    assert trie.tokens == [1, 3]
+    assert trie.parents == [-1, -1]
+    assert trie.reads == [[(0, 1), (1, 2)], [(0, 3), (2, 4)]]
+
+
+def test_label_trie_rejects_empty_label():
+    with pytest.raises(ValueError, match="no tokens"):
+        LabelTrie([[1], []])
+
+
+# -- score_in_batches ------------------------------------------------------------
+
+
+def _fake_encode(texts):
+    # Token ids whose length depends on the text, so the length sort reorders rows.
+    return [[1] + [ord(c) for c in t] for t in texts]
+
+
+def _fake_score_of(ids):
+    # Two "classes": the row's length and its first char code, so rows can be traced.
+    return np.array([[len(p), p[1] if len(p) > 1 else -1] for p in ids], dtype=float)
+
+
+TEXTS = ["a", "bbbb", "cc", "dddddd", "", "eee", "ffffffffff", "g", "hhhhh"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
+@pytest.mark.parametrize("chunk_size", [2, 4096])
+def test_score_in_batches_keeps_input_order(batch_size, chunk_size):
+    seen = []
+
+    def score(ids):
+        seen.append(len(ids))
+        return _fake_score_of(ids)
+
+    out = score_in_batches(score, _fake_encode, TEXTS, 2, batch_size, chunk_size=chunk_size)
+    np.testing.assert_array_equal(out, _fake_score_of(_fake_encode(TEXTS)))
+    assert max(seen) <= batch_size
+    assert sum(seen) == len(TEXTS)
+
+
+@pytest.mark.parametrize(
+    "error", [torch.OutOfMemoryError("CUDA out of memory."), RuntimeError("CUDA error: out of memory")]
+)
+def test_score_in_batches_retries_on_oom_and_loses_no_rows(error):
+    calls = []
+    emptied = []
+
+    def score(ids):
+        calls.append(len(ids))
+        if len(ids) > 1 and len(calls) == 1:
+            raise error
+        return _fake_score_of(ids)
+
+    out = score_in_batches(score, _fake_encode, TEXTS, 2, 4, on_oom=lambda: emptied.append(True))
+    np.testing.assert_array_equal(out, _fake_score_of(_fake_encode(TEXTS)))
+    assert calls[0] == 4 and calls[1] == 2  # retried at half the size
+    assert max(calls[1:]) <= 2
+    assert sum(calls[1:]) == len(TEXTS)
+    assert emptied == [True]
+
+
+def test_score_in_batches_gives_up_when_one_row_does_not_fit():
+    def score(ids):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        score_in_batches(score, _fake_encode, TEXTS, 2, 4)
+
+
+def test_score_in_batches_reraises_other_errors():
+    calls = []
+
+    def score(ids):
+        calls.append(len(ids))
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        score_in_batches(score, _fake_encode, TEXTS, 2, 4)
+    assert calls == [4]
+
+
+def test_classifier_retries_on_oom(tiny_model, bpe_tokenizer, monkeypatch):
+    clf = FewShotLLMClassifier(
+        tiny_model, tokenizer=bpe_tokenizer, scoring="first_token", random_state=0, batch_size=8
+    ).fit(TRAIN_X, TRAIN_Y_FIRST)
+    expected = clf.predict_proba(QUERIES)
+    scorer = clf._runtime.scorer
+    real_score = scorer.score
+    sizes = []
+
+    def flaky(prompts):
+        sizes.append(len(prompts))
+        if len(prompts) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        return real_score(prompts)
+
+    monkeypatch.setattr(scorer, "score", flaky)
+    np.testing.assert_allclose(clf.predict_proba(QUERIES), expected, rtol=0, atol=1e-6)
+    assert sizes[:3] == [8, 4, 2]
