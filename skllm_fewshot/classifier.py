@@ -23,6 +23,8 @@ from .tokenization import PromptTokenizer
 __all__ = ["FewShotLLMClassifier"]
 
 SCORINGS = ("full_label", "first_token")
+# Content-free queries of contextual calibration (Zhao et al. 2021).
+CONTENT_FREE = ("N/A", "", "[MASK]")
 
 # Guards the lazy rebuild of an estimator's runtime (after unpickling), so two
 # threads predicting at once build it once.
@@ -104,6 +106,12 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         of all its tokens; ``"first_token"`` is the seed's method, a softmax over
         the next-token logits of each word's first token (words must then start
         with different tokens).
+    calibrate : bool, default=False
+        Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): at
+        ``fit``, score the content-free queries ``"N/A"``, ``""`` and ``"[MASK]"``,
+        average their class probabilities, and divide every prediction by them
+        before renormalising. It removes the model's prior for some label words.
+        Example: ``calibrate=True``.
     batch_size : int or "auto", default=16
         Prompts per forward pass. ``"auto"`` picks one from free accelerator memory
         (16 on CPU). On CUDA, a batch that runs out of memory is retried at half
@@ -129,6 +137,9 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         The rendered prompt, with ``{}`` where the query goes.
     label_token_ids_ : list of list of int
         The scored tokens of each label word.
+    content_free_proba_ : ndarray of shape (n_classes,) or None
+        The mean class probabilities of the content-free queries when
+        ``calibrate=True``, else None.
 
     See Also
     --------
@@ -157,6 +168,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         label_name: str = "Label",
         prompt_format: str = "plain",
         scoring: str = "full_label",
+        calibrate: bool = False,
         batch_size: int | str = 16,
         device: str = "auto",
         dtype: str = "auto",
@@ -172,6 +184,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         self.label_name = label_name
         self.prompt_format = prompt_format
         self.scoring = scoring
+        self.calibrate = calibrate
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
@@ -210,6 +223,8 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         for name in ("text_name", "label_name"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}.")
+        if not isinstance(self.calibrate, (bool, np.bool_)):
+            raise ValueError(f"calibrate must be True or False; got {self.calibrate!r}.")
         if self.instruction is not None and not isinstance(self.instruction, str):
             raise ValueError(f"instruction must be a str or None; got {type(self.instruction).__name__}.")
 
@@ -265,6 +280,9 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         self.prompt_ = prompt.render("{}", loaded.tokenizer)
         self.label_token_ids_ = self._label_tokens(tokens)
         self._runtime = self._build_runtime(loaded, tokens)
+        self.content_free_proba_ = None
+        if self.calibrate:
+            self.content_free_proba_ = self._uncalibrated_proba(list(CONTENT_FREE)).mean(axis=0)
         return self
 
     def _make_prompt(self) -> FewShotPrompt:
@@ -345,12 +363,20 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         texts = check_texts(X)
         validate_data(self, texts, reset=False, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        proba = self._uncalibrated_proba(list(texts))
+        if self.content_free_proba_ is not None:
+            # Floored so that a label the model never predicts cannot divide by zero.
+            proba = proba / np.maximum(self.content_free_proba_, 1e-300)
+            proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    def _uncalibrated_proba(self, texts: list[str]) -> np.ndarray:
         runtime = self._get_runtime()
         on_oom = torch.cuda.empty_cache if runtime.scorer.device.type == "cuda" else None
         scores = score_in_batches(
             runtime.scorer.score,
             runtime.tokens.encode,
-            list(texts),
+            texts,
             len(self.classes_),
             self._resolve_batch_size(runtime),
             verbose=self.verbose,
