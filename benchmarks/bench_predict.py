@@ -132,14 +132,18 @@ def run(args: argparse.Namespace) -> list[dict]:
     full.predict_proba(texts[:4])
     timed("(c) full_label", library(full), len(texts))
     if device == "cpu" and not args.random_init and not args.skip_fast:
-        bf16 = load_model(args.model, device=device, dtype=torch.bfloat16)
-        fast = FewShotLLMClassifier(
-            model=bf16.model, tokenizer=bf16.tokenizer, instruction=instruction, text_name="Tweet",
-            label_name="Categoría", n_examples_per_class=1, random_state=0, batch_size=args.batch_size,
-            scoring="first_token",
-        ).fit(train["TEXTO"], train["SECTOR"])
-        fast.predict_proba(texts[:4])
-        timed("(d) first_token bfloat16", library(fast), len(texts))
+        for dtype in ("bfloat16", "qint8"):
+            fast_model = load_model(args.model, device=device, dtype=dtype)
+            for scoring in ("first_token", "full_label"):
+                fast = FewShotLLMClassifier(
+                    model=fast_model.model, tokenizer=fast_model.tokenizer, instruction=instruction,
+                    text_name="Tweet", label_name="Categoría", n_examples_per_class=1, random_state=0,
+                    batch_size=args.batch_size, scoring=scoring,
+                ).fit(train["TEXTO"], train["SECTOR"])
+                fast.predict_proba(texts[:4])
+                timed(f"opt-in {scoring} dtype={dtype}", library(fast), len(texts))
+                if scoring == "full_label":
+                    rows[-1]["agreement_with_exact"] = agreement(rows[2]["proba"], rows[-1]["proba"])
 
     ref = rows[0]["proba"]
     for row in rows:

@@ -118,8 +118,11 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         the size.
     device : str, default="auto"
         ``"auto"`` is CUDA when available, else CPU. Example: ``device="cuda:1"``.
-    dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
-        ``"auto"`` is bfloat16 on CUDA and float32 on CPU.
+    dtype : {"auto", "float32", "bfloat16", "float16", "qint8"}, default="auto"
+        ``"auto"`` is bfloat16 on CUDA and float32 on CPU. ``"qint8"`` (CPU only,
+        opt-in) quantizes the linear layers dynamically to int8: several times
+        faster where the CPU has VNNI, with a few predictions changed (see
+        ``docs/performance.md``). Example: ``dtype="qint8"``.
     random_state : int, RandomState or None, default=None
         Picks the examples and shuffles their order.
     verbose : bool, default=False

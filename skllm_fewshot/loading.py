@@ -136,10 +136,16 @@ _DTYPES = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+# Not a torch dtype: float32 weights with the linear layers dynamically quantized
+# to int8 (CPU only; fast where the CPU has VNNI). Approximate, so opt-in.
+QINT8 = "qint8"
 
 
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | str:
     """Turn ``"auto"`` into bfloat16 on CUDA and float32 elsewhere.
+
+    ``"qint8"`` (CPU only) is returned as it is: float32 weights whose linear
+    layers are then quantized dynamically to int8.
 
     Examples
     --------
@@ -154,7 +160,33 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(f"dtype={dtype!r} is not supported; use 'auto' or one of {sorted(_DTYPES)}.")
+    if dtype == QINT8:
+        if device.type != "cpu":
+            raise ValueError("dtype='qint8' (dynamic int8 quantization) runs on the CPU only; use device='cpu'.")
+        return QINT8
+    raise ValueError(f"dtype={dtype!r} is not supported; use 'auto', {QINT8!r} or one of {sorted(_DTYPES)}.")
+
+
+def quantize_linear_int8(model: Any) -> Any:
+    """Quantize a model's linear layers (not its LM head) to int8, dynamically.
+
+    Activations are quantized per batch at run time; the LM head stays in float32
+    so that the label scores keep their precision.
+    """
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    head = model.get_output_embeddings()
+    spec = {
+        name: per_channel_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not head
+    }
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao; it still works.
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
 
 def _source_key(source: Any) -> str:
@@ -242,13 +274,17 @@ def load_model(
             from transformers import AutoModelForCausalLM
 
             try:
-                lm = _from_pretrained(AutoModelForCausalLM, source, dtype=torch_dtype)
+                lm = _from_pretrained(
+                    AutoModelForCausalLM, source, dtype=torch.float32 if torch_dtype == QINT8 else torch_dtype
+                )
             except OSError as exc:
                 raise ModelNotAvailableError(
                     f"Could not load model {source!r}: {exc}. Pass a local folder, a .gguf file or a "
                     "loaded model when there is no network."
                 ) from exc
             lm.to(torch_device).eval()
+            if torch_dtype == QINT8:
+                lm = quantize_linear_int8(lm)
             tok = _load_tokenizer(tok_source or source)
             cached = LoadedModel(lm, tok, source)
             _CACHE[key] = cached

@@ -133,6 +133,7 @@ class PrefixCachedScorer:
         # of attention between packed queries that the mask discards: the better
         # trade on a CPU; on a GPU, copies are cheap and attention is not.
         self.layout = "packed" if self.device.type == "cpu" else "padded"
+        self.pack_tokens = 384
         n = len(self.trie.tokens)
         # ancestors[a, b]: trie node a may attend to node b (b is a or above a).
         self._ancestors = torch.zeros((n, n), dtype=torch.bool)
@@ -193,6 +194,22 @@ class PrefixCachedScorer:
         # Tokens each prompt shares with the cached prefix, keeping at least one
         # to compute: its output predicts the label.
         keep = [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
+        if self.layout == "packed" and n_rows > 1:
+            # Attention between packed queries is computed then masked away, and it
+            # grows with the square of the pack: cap a pack's tokens.
+            packs, size = [[0]], len(prompts[0]) - keep[0] + len(self.trie.tokens)
+            for i in range(1, n_rows):
+                cost = len(prompts[i]) - keep[i] + len(self.trie.tokens)
+                if size + cost > self.pack_tokens:
+                    packs.append([])
+                    size = 0
+                packs[-1].append(i)
+                size += cost
+            if len(packs) > 1:
+                out = np.empty((n_rows, self.n_classes))
+                for pack in packs:
+                    out[pack] = self.score([prompts[i] for i in pack])
+                return out
         if self.layout == "packed":
             input_ids, positions, allowed, read_cols = self._layout_packed(prompts, keep)
             shared = max(keep)
