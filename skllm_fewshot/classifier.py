@@ -342,14 +342,12 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
     def _resolve_batch_size(self, runtime: _Runtime) -> int:
         if self.batch_size != "auto":
             return int(self.batch_size)
-        device = runtime.scorer.device
-        if device.type != "cuda":
+        scorer = runtime.scorer
+        if scorer.device.type != "cuda":
+            # On a CPU the engine packs a batch into forwards of a bounded size anyway.
             return 16
-        free, _ = torch.cuda.mem_get_info(device)
-        cfg = runtime.loaded.model.config.get_text_config()
-        per_token = 2 * cfg.num_hidden_layers * cfg.hidden_size * 2 + 16 * cfg.hidden_size
-        tokens = len(runtime.scorer.prefix_ids) + 256
-        return int(max(1, min(256, 0.4 * free // (per_token * tokens * 2))))
+        free, _ = torch.cuda.mem_get_info(scorer.device)
+        return scorer.rows_that_fit(free_bytes=free // 2)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of each text.

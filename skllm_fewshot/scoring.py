@@ -2,12 +2,20 @@
 
 The prompt's shared prefix (instruction and examples) is run through the model
 once; its key/value cache is reused for every batch. Per batch only the tokens
-that differ are computed: each query (left-padded, so all rows end in the same
-column) and, for labels of several tokens, a trie of the label tokens appended
-after the query. A 4-D attention mask lets each trie branch see the prefix, its
-own query and its own ancestors only, so all labels are scored in the same
-forward pass as the query, without copying the cache per class. The LM head runs
-only at the columns that are read.
+that differ are computed: each query and, for labels of several tokens, a trie of
+the label tokens appended after it. A 4-D attention mask lets each trie branch see
+the prefix, its own query and its own ancestors only, so all labels are scored in
+the same forward pass as the query, without copying anything per class. The LM
+head runs only at the columns that are read.
+
+Two layouts of a batch, equal to 1e-4 in float32:
+
+- ``"packed"`` (CPU): the queries of a batch side by side in one row, kept apart
+  by a block-diagonal mask. The prefix cache is used at batch size 1, never
+  copied, and there is no padding; the attention between packed queries is
+  computed and masked away, so packs are capped at ``pack_tokens``.
+- ``"padded"`` (GPU): one row per query, left-padded so every query ends in the
+  same column; the prefix cache is expanded to the batch.
 """
 
 from __future__ import annotations
@@ -149,6 +157,25 @@ class PrefixCachedScorer:
     @property
     def n_classes(self) -> int:
         return len(self.trie.reads)
+
+    def rows_that_fit(self, free_bytes: int, query_tokens: int = 128) -> int:
+        """How many prompts of ``query_tokens`` new tokens one padded batch can hold.
+
+        A conservative estimate for ``batch_size="auto"``: per row, the prefix
+        cache copied for the row (twice while it is extended), the query's
+        activations and attention scores, and the LM-head rows read.
+        """
+        cfg = self.model.config.get_text_config()
+        elt = torch.finfo(self.dtype).bits // 8
+        heads = cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        context = len(self.prefix_ids) + query_tokens + len(self.trie.tokens)
+        kv = 2 * 2 * cfg.num_hidden_layers * kv_heads * head_dim * context * elt
+        activations = query_tokens * (4 * cfg.hidden_size + 3 * cfg.intermediate_size) * elt
+        attention = 2 * heads * query_tokens * context * elt
+        head = 2 * (1 + len(self.trie.tokens)) * cfg.vocab_size * 4
+        return int(max(1, min(512, free_bytes // (kv + activations + attention + head))))
 
     def prefix_kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The prefix's keys and values per layer, each ``(1, heads, P, dim)``."""

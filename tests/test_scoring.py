@@ -366,3 +366,21 @@ def test_classifier_retries_on_oom(tiny_model, bpe_tokenizer, monkeypatch):
     monkeypatch.setattr(scorer, "score", flaky)
     np.testing.assert_allclose(clf.predict_proba(QUERIES), expected, rtol=0, atol=1e-6)
     assert sizes[:3] == [8, 4, 2]
+
+
+def test_rows_that_fit_grows_with_memory_and_never_drops_below_one(tiny_model):
+    scorer = PrefixCachedScorer(tiny_model, list(range(1, 300)), [[5, 6], [5, 7], [8]], pad_id=0)
+    sizes = [scorer.rows_that_fit(free_bytes=b) for b in (0, 2**20, 2**24, 2**28, 2**40)]
+    assert sizes[0] == 1
+    assert sizes == sorted(sizes)
+    assert sizes[-1] == 512
+
+
+def test_auto_batch_size_predicts_like_a_fixed_one(first_token_clf):
+    clf = first_token_clf
+    fixed = clf.predict_proba(QUERIES)
+    clf.set_params(batch_size="auto")
+    try:
+        assert_proba_close(clf.predict_proba(QUERIES), fixed)
+    finally:
+        clf.set_params(batch_size=4)
