@@ -13,35 +13,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mascorpus" / "tweets_marketing.csv"
 
-SEED_LABELS = {
-    "ALIMENTACION": "alimentos",
-    "AUTOMOCION": "automobiles",
-    "BANCA": "bancos",
-    "BEBIDAS": "bebidas",
-    "DEPORTES": "deportes",
-    "RETAIL": "supermercados",
-    "TELCO": "telefonía",
-}
-
-
 def load_mas(path: str | os.PathLike = DEFAULT_DATA):
     """The MAS tweets with the seed's class names, and the seed's instruction."""
-    import pandas as pd
+    from skllm_fewshot.datasets import load_mas_tweets
 
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(
-            f"MAS corpus not found at {path}. Pass its path with --data "
-            "(tweets_marketing.csv from the M72109 course repository)."
-        )
-    tweets = pd.read_csv(path)
-    tweets["SECTOR"] = tweets["SECTOR"].map(SEED_LABELS)
-    labels = tweets["SECTOR"].unique().tolist()
-    instruction = (
-        "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
-        f"Las posibles categorías son: {', '.join(labels)}"
-    )
-    return tweets, instruction
+    try:
+        return load_mas_tweets(path)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc} (--data PATH)") from exc
 
 
 def seed_split(tweets, random_state: int = 0):

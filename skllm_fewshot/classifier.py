@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._validation import check_choice, check_int, check_label_words, check_texts
 from .loading import LoadedModel, load_model
 from .prompt import DEFAULT_INSTRUCTION, PROMPT_FORMATS, FewShotPrompt
-from .scoring import PrefixCachedScorer, score_in_batches
+from .scoring import PrefixCachedScorer, score_in_batches, softmax
 from .tokenization import PromptTokenizer
 
 __all__ = ["FewShotLLMClassifier"]
@@ -55,12 +55,6 @@ def _short(value: Any) -> Any:
         return value
     name = getattr(value, "name_or_path", "") or ""
     return _Shown(f"<{type(value).__name__}{' ' + repr(name) if name else ''}>")
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores - scores.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
@@ -383,7 +377,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             verbose=self.verbose,
             on_oom=on_oom,
         )
-        return _softmax(scores)
+        return softmax(scores)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each text.

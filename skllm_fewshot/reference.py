@@ -12,13 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .scoring import softmax
+
 __all__ = ["seed_first_token_proba", "full_label_proba"]
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores - scores.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def seed_first_token_proba(
@@ -73,4 +69,4 @@ def full_label_proba(
                 logp = torch.log_softmax(model(torch.tensor([ids], device=device)).logits[0].float(), -1)
                 scores.append(sum(float(logp[j - 1, ids[j]]) for j in range(len(base), len(ids))))
             rows.append(scores)
-    return _softmax(np.array(rows, dtype=float).reshape(len(prompts), len(label_words)))
+    return softmax(np.array(rows, dtype=float).reshape(len(prompts), len(label_words)))

@@ -30,7 +30,22 @@ import torch
 
 from .tokenization import common_prefix_length
 
-__all__ = ["LabelTrie", "PrefixCachedScorer", "score_in_batches"]
+__all__ = ["LabelTrie", "PrefixCachedScorer", "score_in_batches", "softmax"]
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of label scores (log-likelihoods) into probabilities.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.scoring import softmax
+    >>> softmax(np.log([[1.0, 3.0]]))
+    array([[0.25, 0.75]])
+    """
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass

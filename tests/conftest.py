@@ -232,18 +232,7 @@ def mas_tweets():
     """The MAS corpus with the seed's class names (read from ../shared, never copied here)."""
     if not MAS_CORPUS.is_file():
         pytest.skip(f"the MAS corpus is not at {MAS_CORPUS}")
-    import pandas as pd
+    from skllm_fewshot.datasets import load_mas_tweets
 
-    df = pd.read_csv(MAS_CORPUS)
-    df["SECTOR"] = df["SECTOR"].map(
-        {
-            "ALIMENTACION": "alimentos",
-            "AUTOMOCION": "automobiles",
-            "BANCA": "bancos",
-            "BEBIDAS": "bebidas",
-            "DEPORTES": "deportes",
-            "RETAIL": "supermercados",
-            "TELCO": "telefonía",
-        }
-    )
+    df, _ = load_mas_tweets(MAS_CORPUS)
     return df

@@ -384,3 +384,22 @@ def test_auto_batch_size_predicts_like_a_fixed_one(first_token_clf):
         assert_proba_close(clf.predict_proba(QUERIES), fixed)
     finally:
         clf.set_params(batch_size=4)
+
+
+def test_score_in_batches_streams_100k_texts_one_chunk_and_batch_at_a_time():
+    # Memory is bounded by one chunk of token ids and one batch: neither grows with
+    # the number of texts.
+    texts = [f"t{i % 97}" * (1 + i % 5) for i in range(100_000)]
+    largest = {"chunk": 0, "batch": 0}
+
+    def encode(chunk):
+        largest["chunk"] = max(largest["chunk"], len(chunk))
+        return _fake_encode(chunk)
+
+    def score(batch):
+        largest["batch"] = max(largest["batch"], len(batch))
+        return _fake_score_of(batch)
+
+    out = score_in_batches(score, encode, texts, 2, batch_size=64, chunk_size=4096)
+    assert largest == {"chunk": 4096, "batch": 64}
+    np.testing.assert_array_equal(out, _fake_score_of(_fake_encode(texts)))
