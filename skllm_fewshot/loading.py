@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .attention import register as register_block_attention
+
 __all__ = [
     "ModelNotAvailableError",
     "clear_model_cache",
@@ -275,7 +277,11 @@ def load_model(
 
             try:
                 lm = _from_pretrained(
-                    AutoModelForCausalLM, source, dtype=torch.float32 if torch_dtype == QINT8 else torch_dtype
+                    AutoModelForCausalLM,
+                    source,
+                    dtype=torch.float32 if torch_dtype == QINT8 else torch_dtype,
+                    # SDPA, plus block attention for the engine's packed queries.
+                    attn_implementation=register_block_attention(),
                 )
             except OSError as exc:
                 raise ModelNotAvailableError(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .attention import is_block_attention
 from .tokenization import common_prefix_length
 
 __all__ = ["LabelTrie", "PrefixCachedScorer", "score_in_batches", "softmax"]
@@ -157,6 +158,9 @@ class PrefixCachedScorer:
         # trade on a CPU; on a GPU, copies are cheap and attention is not.
         self.layout = "packed" if self.device.type == "cpu" else "padded"
         self.pack_tokens = 384
+        # With the block attention function nothing is computed between packed
+        # queries, so a whole batch can share one pack.
+        self.block_attention = is_block_attention(model)
         n = len(self.trie.tokens)
         # ancestors[a, b]: trie node a may attend to node b (b is a or above a).
         self._ancestors = torch.zeros((n, n), dtype=torch.bool)
@@ -236,7 +240,7 @@ class PrefixCachedScorer:
         # Tokens each prompt shares with the cached prefix, keeping at least one
         # to compute: its output predicts the label.
         keep = [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
-        if self.layout == "packed" and n_rows > 1:
+        if self.layout == "packed" and n_rows > 1 and not self.block_attention:
             # Attention between packed queries is computed then masked away, and it
             # grows with the square of the pack: cap a pack's tokens.
             packs, size = [[0]], len(prompts[0]) - keep[0] + len(self.trie.tokens)
@@ -252,16 +256,19 @@ class PrefixCachedScorer:
                 for pack in packs:
                     out[pack] = self.score([prompts[i] for i in pack])
                 return out
+        kwargs: dict[str, Any] = {}
         if self.layout == "packed":
             input_ids, positions, allowed, read_cols = self._layout_packed(prompts, keep)
             shared = max(keep)
+            if self.block_attention:
+                ends = np.cumsum([len(p) - k + len(self.trie.tokens) for p, k in zip(prompts, keep)])
+                kwargs["skllm_blocks"] = (shared, list(zip([0, *ends[:-1].tolist()], ends.tolist())))
         else:
             shared = min(keep)
             input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
         mask = torch.zeros(allowed.shape, dtype=self.dtype)
         mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
         batch = input_ids.shape[0]
-        kwargs: dict[str, Any] = {}
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, batch)
         read_cols = read_cols.to(self.device)

@@ -195,7 +195,13 @@ TRICKY_QUERIES = [
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return build_tiny_model()
+    from skllm_fewshot.attention import register
+
+    model = build_tiny_model()
+    # The engine's block attention, as for the models the library loads itself;
+    # any call without the engine's blocks runs plain SDPA.
+    model.set_attn_implementation(register())
+    return model
 
 
 @pytest.fixture(scope="session")

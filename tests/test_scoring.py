@@ -43,11 +43,13 @@ FULL_LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "b
 ATOL = 1e-4
 
 
-@pytest.fixture(params=["packed", "packed-split", "padded"])
+@pytest.fixture(params=["packed-blocks", "packed", "packed-split", "padded"])
 def layout(request):
-    """Both layouts of the scorer, whatever the device picks by default.
+    """Every layout of the scorer, whatever the device picks by default.
 
-    "packed-split" caps a pack at a few tokens, so a batch runs as several packs.
+    "packed-blocks" runs the block attention function (the default for models the
+    library loads); "packed" masks plain SDPA instead; "packed-split" caps a pack
+    at a few tokens, so a batch runs as several packs.
     """
     return request.param
 
@@ -55,6 +57,7 @@ def layout(request):
 def use_layout(scorer, layout):
     scorer.layout = layout.split("-")[0]
     scorer.pack_tokens = 8 if layout == "packed-split" else 384
+    scorer.block_attention = layout == "packed-blocks"
     return scorer
 
 
