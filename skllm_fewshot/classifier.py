@@ -276,6 +276,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         tokens = PromptTokenizer(prompt, loaded.tokenizer)
         self.prompt_ = prompt.render("{}", loaded.tokenizer)
         self.label_token_ids_ = self._label_tokens(tokens)
+        self._limit_length(tokens, loaded)
         self._runtime = self._build_runtime(loaded, tokens)
         self.content_free_proba_ = None
         if self.calibrate:
@@ -314,6 +315,22 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
                 first[ids[0]] = w
         return seqs
 
+    def _limit_length(self, tokens: PromptTokenizer, loaded: LoadedModel) -> None:
+        """Cap prompts at the model's context, keeping room for the label tokens."""
+        context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
+        if not context:
+            return
+        longest_label = max(len(ids) for ids in self.label_token_ids_)
+        tokens.max_length = context - longest_label + 1
+        needed = len(tokens.encode([""])[0]) + longest_label - 1
+        if needed >= context:
+            raise ValueError(
+                f"The prompt needs {needed} tokens before any text (instruction, "
+                f"{len(self.examples_)} examples and the longest label), but the model's context is "
+                f"{context} tokens. Use a smaller n_examples_per_class (now {self.n_examples_per_class}) "
+                "or a shorter instruction."
+            )
+
     def _build_runtime(self, loaded: LoadedModel, tokens: PromptTokenizer) -> _Runtime:
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -327,7 +344,9 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
                 runtime = getattr(self, "_runtime", None)
                 if runtime is None:
                     loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
-                    runtime = self._build_runtime(loaded, PromptTokenizer(self._make_prompt(), loaded.tokenizer))
+                    tokens = PromptTokenizer(self._make_prompt(), loaded.tokenizer)
+                    self._limit_length(tokens, loaded)
+                    runtime = self._build_runtime(loaded, tokens)
                     self._runtime = runtime
         return runtime
 
@@ -368,15 +387,23 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
     def _uncalibrated_proba(self, texts: list[str]) -> np.ndarray:
         runtime = self._get_runtime()
         on_oom = torch.cuda.empty_cache if runtime.scorer.device.type == "cuda" else None
+        cut: list[int] = []
         scores = score_in_batches(
             runtime.scorer.score,
-            runtime.tokens.encode,
+            lambda chunk: runtime.tokens.encode(chunk, truncated=cut),
             texts,
             len(self.classes_),
             self._resolve_batch_size(runtime),
             verbose=self.verbose,
             on_oom=on_oom,
         )
+        if cut:
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} texts did not fit in the model's context with the prompt "
+                f"({runtime.tokens.max_length} tokens) and were cut at the end.",
+                UserWarning,
+                stacklevel=3,
+            )
         return softmax(scores)
 
     def predict(self, X: Any) -> np.ndarray:

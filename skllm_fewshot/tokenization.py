@@ -45,10 +45,13 @@ class PromptTokenizer:
         those the chat template writes.
     tokenizer : PreTrainedTokenizerBase
         A Hugging Face tokenizer.
+    max_length : int, optional
+        The longest prompt the model takes, in tokens; longer queries are cut.
     """
 
-    def __init__(self, prompt: FewShotPrompt, tokenizer: Any) -> None:
+    def __init__(self, prompt: FewShotPrompt, tokenizer: Any, max_length: int | None = None) -> None:
         self.tokenizer = tokenizer
+        self.max_length = max_length
         self.head, self.tail = prompt.split(tokenizer)
         self._head_text = "".join(p.text for p in self.head)
         self._tail_text = "".join(p.text for p in self.tail)
@@ -123,8 +126,37 @@ class PromptTokenizer:
             out = [ids[: len(ids) - self._n_eos] for ids in out]
         return out
 
-    def encode(self, queries: Sequence[str], answer: str = "") -> list[list[int]]:
-        """Token ids of the whole prompt for each query, ``answer`` appended."""
+    def encode(
+        self, queries: Sequence[str], answer: str = "", truncated: list[int] | None = None
+    ) -> list[list[int]]:
+        """Token ids of the whole prompt for each query, ``answer`` appended.
+
+        A prompt longer than ``max_length`` has its query cut at the end (never the
+        instruction, the examples or the prompt's tail); the indices of such queries
+        are appended to ``truncated``.
+        """
+        out = self._encode_all(queries, answer)
+        if self.max_length is not None:
+            for i, ids in enumerate(out):
+                if len(ids) > self.max_length:
+                    out[i] = self._truncate(queries[i], answer, len(ids))
+                    if truncated is not None:
+                        truncated.append(i)
+        return out
+
+    def _truncate(self, query: str, answer: str, length: int) -> list[int]:
+        # Cut the query's own tokens, decode, and tokenize the whole prompt again:
+        # the kept text is then tokenized in context like any other query.
+        query_ids = self._encode_plain(query)
+        keep = len(query_ids) - (length - self.max_length)
+        while keep > 0:
+            ids = self._encode_all([self.tokenizer.decode(query_ids[:keep])], answer)[0]
+            if len(ids) <= self.max_length:
+                return ids
+            keep -= len(ids) - self.max_length
+        return self._encode_all([""], answer)[0]
+
+    def _encode_all(self, queries: Sequence[str], answer: str = "") -> list[list[int]]:
         out: list[list[int] | None] = [None] * len(queries)
         plain_rows = []
         tail = self._tail_text + answer

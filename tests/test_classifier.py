@@ -573,3 +573,44 @@ def test_fitted_estimator_is_thread_safe_enough(fitted):
         results = list(pool.map(restored.predict_proba, [X, X]))
     np.testing.assert_allclose(results[0], results[1], rtol=0, atol=1e-12)
 
+
+
+@pytest.fixture
+def short_context_model(tiny_model):
+    """The tiny model with a small context, to exercise truncation."""
+    model = copy.deepcopy(tiny_model)
+    model.config.max_position_embeddings = 10**6  # set per test below
+    return model
+
+
+@pytest.mark.parametrize("scoring", ["first_token", "full_label"])
+def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_context_model, scoring):
+    model = short_context_model
+    # Words with distinct first tokens, so that first_token scoring accepts them.
+    words = {"negative": "bad", "neutral": "meh", "positive": "good"}
+    clf = make_clf(model=model, scoring=scoring, label_words=words).fit(X, Y)
+    tokens = clf._runtime.tokens
+    room = len(tokens.encode([""])[0])
+    model.config.max_position_embeddings = room + 12
+    clf = make_clf(model=model, scoring=scoring, label_words=words).fit(X, Y)
+    long_text = "the product is good but the delivery was late " * 20
+    texts = [long_text, "fine", long_text + " and bad"]
+    with pytest.warns(UserWarning, match=r"2 of 3 texts did not fit .* cut at the end") as record:
+        proba = clf.predict_proba(texts)
+    assert len([w for w in record if "did not fit" in str(w.message)]) == 1
+    assert proba.shape == (3, len(clf.classes_))
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    ids = clf._runtime.tokens.encode(texts)
+    assert all(len(i) <= clf._runtime.tokens.max_length for i in ids)
+    # The instruction, the examples and the tail are kept: only the query is cut.
+    assert ids[0][:room - 8] == tokens.encode([""])[0][:room - 8]
+    assert ids[0][-3:] == tokens.encode([""])[0][-3:]
+    # A short text is untouched.
+    assert ids[1] == tokens.encode(["fine"])[0]
+
+
+def test_fit_says_when_the_examples_alone_do_not_fit(make_clf, short_context_model):
+    short_context_model.config.max_position_embeddings = 16
+    with pytest.raises(ValueError, match=r"needs \d+ tokens before any text.*context is 16.*n_examples_per_class"):
+        make_clf(model=short_context_model, n_examples_per_class=2).fit(X, Y)
