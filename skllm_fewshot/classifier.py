@@ -276,7 +276,6 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         tokens = PromptTokenizer(prompt, loaded.tokenizer)
         self.prompt_ = prompt.render("{}", loaded.tokenizer)
         self.label_token_ids_ = self._label_tokens(tokens)
-        self._limit_length(tokens, loaded)
         self._runtime = self._build_runtime(loaded, tokens)
         self.content_free_proba_ = None
         if self.calibrate:
@@ -332,6 +331,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             )
 
     def _build_runtime(self, loaded: LoadedModel, tokens: PromptTokenizer) -> _Runtime:
+        self._limit_length(tokens, loaded)
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         scorer = PrefixCachedScorer(loaded.model, tokens.prefix_ids(), self.label_token_ids_, pad_id=pad)
@@ -344,9 +344,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
                 runtime = getattr(self, "_runtime", None)
                 if runtime is None:
                     loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
-                    tokens = PromptTokenizer(self._make_prompt(), loaded.tokenizer)
-                    self._limit_length(tokens, loaded)
-                    runtime = self._build_runtime(loaded, tokens)
+                    runtime = self._build_runtime(loaded, PromptTokenizer(self._make_prompt(), loaded.tokenizer))
                     self._runtime = runtime
         return runtime
 

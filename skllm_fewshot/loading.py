@@ -44,14 +44,6 @@ class LoadedModel:
     tokenizer: Any
     source: str
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
 
 _CACHE: dict[tuple, LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()

@@ -243,9 +243,9 @@ class PrefixCachedScorer:
         if self.layout == "packed" and n_rows > 1 and not self.block_attention:
             # Attention between packed queries is computed then masked away, and it
             # grows with the square of the pack: cap a pack's tokens.
-            packs, size = [[0]], len(prompts[0]) - keep[0] + len(self.trie.tokens)
+            packs, size = [[0]], self._block_size(prompts[0], keep[0])
             for i in range(1, n_rows):
-                cost = len(prompts[i]) - keep[i] + len(self.trie.tokens)
+                cost = self._block_size(prompts[i], keep[i])
                 if size + cost > self.pack_tokens:
                     packs.append([])
                     size = 0
@@ -258,11 +258,10 @@ class PrefixCachedScorer:
                 return out
         kwargs: dict[str, Any] = {}
         if self.layout == "packed":
-            input_ids, positions, allowed, read_cols = self._layout_packed(prompts, keep)
+            input_ids, positions, allowed, read_cols, blocks = self._layout_packed(prompts, keep)
             shared = max(keep)
             if self.block_attention:
-                ends = np.cumsum([len(p) - k + len(self.trie.tokens) for p, k in zip(prompts, keep)])
-                kwargs["skllm_blocks"] = (shared, list(zip([0, *ends[:-1].tolist()], ends.tolist())))
+                kwargs["skllm_blocks"] = (shared, blocks)
         else:
             shared = min(keep)
             input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
@@ -334,7 +333,7 @@ class PrefixCachedScorer:
         for rest in rests:
             ids += rest
             ids += trie.tokens
-        seg = lengths + n_nodes
+        seg = torch.tensor([self._block_size(p, k) for p, k in zip(prompts, keep)])
         block = torch.repeat_interleave(torch.arange(len(rests)), seg)
         starts = torch.cumsum(seg, 0) - seg
         local = torch.arange(len(ids)) - starts[block]  # index inside its block
@@ -353,7 +352,12 @@ class PrefixCachedScorer:
         allowed = torch.cat([prefix_cols, same & sees], dim=1)
         ends = starts + lengths - 1
         read_cols = torch.stack([ends] + [starts + lengths + n for n in range(n_nodes)], 1)
-        return torch.tensor([ids]), positions[None], allowed[None], read_cols.reshape(-1)
+        blocks = list(zip(starts.tolist(), (starts + seg).tolist()))
+        return torch.tensor([ids]), positions[None], allowed[None], read_cols.reshape(-1), blocks
+
+    def _block_size(self, prompt: Sequence[int], keep: int) -> int:
+        """Tokens a prompt adds to a pack: its uncached tokens and its label trie."""
+        return len(prompt) - keep + len(self.trie.tokens)
 
     def _count(self, tokens: int, head_rows: int) -> None:
         self.stats["tokens"] += tokens
