@@ -202,6 +202,13 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         shown.__dict__.update({k: _short(v) for k, v in self.get_params(deep=False).items()})
         return BaseEstimator.__repr__(shown, N_CHAR_MAX)
 
+    def _get_params_html(self, deep: bool = True, doc_link: str = "") -> Any:
+        # The HTML repr's parameter table (scikit-learn >= 1.7): the same short names.
+        params = super()._get_params_html(deep, doc_link)
+        for name, value in list(params.items()):
+            params[name] = _short(value)
+        return params
+
     def __getstate__(self) -> dict:
         # A copy: on Python >= 3.11 object.__getstate__ returns the live __dict__, and
         # popping from it would drop the fitted estimator's runtime.
