@@ -1,8 +1,10 @@
-"""The seed notebook's data set, read from a path the user gives (nothing is shipped).
+"""The seed notebook's data set, read from a path the user gives, and a small stand-in.
 
-The MAS corpus (Spanish marketing tweets, 7 sectors) is course material: download
-``NLP/Datasets/mascorpus/tweets_marketing.csv`` from the public GitHub repository
-santiagxf/M72109 and pass its path.
+The MAS corpus (Spanish marketing tweets, 7 sectors) is course material, not shipped:
+download ``NLP/Datasets/mascorpus/tweets_marketing.csv`` from the public GitHub
+repository santiagxf/M72109 and pass its path to :func:`load_mas_tweets`. Where it is
+not at hand, :func:`load_example_tweets` returns 91 short tweets of the same 7 sectors
+written for this package (13 per sector), in the same layout.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEED_SECTOR_NAMES", "load_mas_tweets", "seed_instruction"]
+__all__ = ["SEED_SECTOR_NAMES", "load_example_tweets", "load_mas_tweets", "seed_instruction"]
 
 # The seed notebook's names for the corpus' sectors.
 SEED_SECTOR_NAMES = {
@@ -64,5 +66,48 @@ def load_mas_tweets(path: str | os.PathLike) -> tuple[Any, str]:
             "santiagxf/M72109 repository (NLP/Datasets/mascorpus/) and pass its path."
         )
     tweets = pd.read_csv(path)
+    tweets["SECTOR"] = tweets["SECTOR"].map(SEED_SECTOR_NAMES)
+    return tweets, seed_instruction(tweets["SECTOR"].unique().tolist())
+
+
+def load_example_tweets() -> tuple[Any, str]:
+    """Small Spanish marketing tweets of the seed's 7 sectors, shipped with the package.
+
+    A stand-in for the MAS corpus when it is not at hand: 91 tweets (13 per
+    sector) written for this package, not taken from the corpus. They are short
+    and name their sector's products plainly, so they are easier than the
+    corpus' tweets; use them to try the library and run the examples, and the
+    corpus (:func:`load_mas_tweets`) to measure accuracy.
+
+    Returns
+    -------
+    tweets : pandas.DataFrame
+        Columns ``TEXTO`` (the text) and ``SECTOR`` (the seed's class names, as
+        :func:`load_mas_tweets` returns them), grouped by sector.
+    instruction : str
+        The seed's instruction, naming the labels in the order the seed finds
+        them in the corpus.
+
+    See Also
+    --------
+    load_mas_tweets : the MAS corpus itself, the same layout.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.datasets import load_example_tweets
+    >>> tweets, instruction = load_example_tweets()
+    >>> tweets.shape
+    (91, 2)
+    >>> tweets["SECTOR"].value_counts().to_dict()["bancos"]
+    13
+    >>> instruction.split(": ")[-1]
+    'supermercados, telefonía, alimentos, automobiles, bancos, bebidas, deportes'
+    """
+    from importlib.resources import files
+
+    import pandas as pd
+
+    with files("skllm_fewshot").joinpath("data", "example_tweets.csv").open(encoding="utf-8") as f:
+        tweets = pd.read_csv(f)
     tweets["SECTOR"] = tweets["SECTOR"].map(SEED_SECTOR_NAMES)
     return tweets, seed_instruction(tweets["SECTOR"].unique().tolist())
