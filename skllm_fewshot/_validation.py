@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_texts", "check_label_words", "check_choice", "check_int"]
+__all__ = [
+    "InconsistentVersionWarning",
+    "check_choice",
+    "check_int",
+    "check_label_words",
+    "check_pickle_version",
+    "check_targets",
+    "check_texts",
+]
 
 # Private-use code points mark user text while a chat template renders.
 _RESERVED = ("\ue000", "\ue001")
@@ -27,6 +36,47 @@ def _describe(value: Any) -> str:
     if _is_missing(value):
         return "NaN" if isinstance(value, (float, np.floating)) else f"missing ({value!r})"
     return f"a {type(value).__name__} ({value!r:.40})"
+
+
+def _surrogate_at(text: str) -> int:
+    """Index of the first surrogate code point (U+D800-U+DFFF) in ``text``, or -1.
+
+    A Python str holds one only after bad decoding (``errors="surrogateescape"``,
+    UTF-16 code units read one by one). UTF-8 cannot encode surrogates, so the
+    tokenizers fail on them with an unrelated ``TypeError``; every other code
+    point, NUL and non-characters included, is valid text.
+    """
+    if text.isascii():
+        return -1
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return -1
+
+
+def _surrogate_problem(where: str, text: str, at: int) -> str:
+    """The error message for a surrogate at ``text[at]``: what it is and how to fix it."""
+    code = ord(text[at])
+    pair = at + 1 < len(text) and 0xD800 <= code <= 0xDBFF and 0xDC00 <= ord(text[at + 1]) <= 0xDFFF
+    if pair:
+        return (
+            f"{where} contains the UTF-16 surrogate pair U+{code:04X} U+{ord(text[at + 1]):04X} at "
+            f"character {at}, which no tokenizer can encode: the text was read as UTF-16 code units. "
+            "Join the pairs first, e.g. text.encode('utf-16', 'surrogatepass').decode('utf-16')."
+        )
+    if 0xDC80 <= code <= 0xDCFF:
+        # What errors="surrogateescape" makes of an undecodable byte: the byte is recoverable.
+        fix = (
+            "decode the raw bytes with errors='replace' instead of 'surrogateescape', e.g. "
+            "text.encode('utf-8', 'surrogateescape').decode('utf-8', errors='replace')"
+        )
+    else:
+        fix = "replace it, e.g. text.encode('utf-8', errors='replace').decode('utf-8')"
+    return (
+        f"{where} contains the lone surrogate U+{code:04X} at character {at}, left by bad decoding; "
+        f"no tokenizer can encode it. Fix the text first: {fix}."
+    )
 
 
 def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
@@ -49,6 +99,13 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
     Traceback (most recent call last):
     ...
     TypeError: X[1] is None, not a str. Drop or fill missing texts first, e.g. X.fillna("").
+
+    Text left with lone surrogates by bad decoding is rejected, not guessed at:
+
+    >>> check_texts(["ok", "caf\\udce9"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X[1] contains the lone surrogate U+DCE9 at character 3, left by bad decoding; ...
     """
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
         if X.shape[1] != 1:
@@ -58,10 +115,20 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
         X = X.iloc[:, 0]
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
         X = X.to_numpy(dtype=object)
-    if isinstance(X, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of texts, not a single {type(X).__name__}; wrap it in a list.")
+    if isinstance(X, (str, bytes)) or (isinstance(X, np.ndarray) and X.ndim == 0):
+        raise TypeError(
+            f"{name} must be a sequence of texts, not a single {type(X).__name__}; wrap it in a list."
+        )
+    if isinstance(X, (set, frozenset)):
+        # Probabilities come back in X's order, and a set has none to match them to.
+        raise TypeError(
+            f"{name} is a {type(X).__name__}, which has no order; pass a list, e.g. sorted({name})."
+        )
     if not hasattr(X, "__len__") or isinstance(X, Mapping):
-        raise TypeError(f"{name} must be a list, array or Series of str; got {type(X).__name__}.")
+        raise TypeError(
+            f"{name} must be a list, array or Series of str; got {type(X).__name__}. "
+            f"Convert it first, e.g. list({name})."
+        )
     arr = np.empty(len(X), dtype=object)
     try:
         for i, value in enumerate(X):
@@ -70,8 +137,8 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
             elif isinstance(value, (list, tuple)) and len(value) == 1:
                 value = value[0]
             arr[i] = value
-    except TypeError as exc:  # e.g. a 0-d array
-        raise TypeError(f"{name} must be a 1-D sequence of str.") from exc
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a 1-D sequence of str; pass a list, 1-D array or Series.") from exc
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] != 1:
         raise ValueError(f"{name} has shape {X.shape}; pass a 1-D sequence of texts (one column).")
     if isinstance(X, np.ndarray) and X.ndim > 2:
@@ -84,9 +151,15 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
                 raise ValueError(
                     f"{name}[{i}] contains the reserved code point U+E000 or U+E001; remove it."
                 )
+            at = _surrogate_at(value)
+            if at >= 0:
+                raise ValueError(_surrogate_problem(f"{name}[{i}]", value, at))
             continue
         if isinstance(value, (list, tuple, np.ndarray)):
-            raise ValueError(f"{name}[{i}] is {_describe(value)}; each row must be one str, not a sequence.")
+            raise ValueError(
+                f"{name}[{i}] is {_describe(value)}; each row must be one str, not a sequence. Pass the one "
+                f"text column, or join each row's parts first, e.g. [' '.join(row) for row in {name}]."
+            )
         if _is_missing(value):
             raise TypeError(
                 f"{name}[{i}] is {_describe(value)}, not a str. "
@@ -96,6 +169,48 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
             raise TypeError(f"{name}[{i}] is bytes; decode it first, e.g. value.decode('utf-8').")
         raise TypeError(f"{name}[{i}] is {_describe(value)}, not a str; convert it, e.g. X.astype(str).")
     return arr
+
+
+def check_targets(y: Any, *, name: str = "y") -> Any:
+    """Reject missing labels in ``y``, naming the row; return ``y`` unchanged.
+
+    scikit-learn turns a NaN among str labels into the class ``"nan"`` without a
+    word, and fails on None or ``pd.NA`` with an unrelated ``TypeError``. A missing
+    label is a data problem the caller must decide on.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+    name : str, default="y"
+
+    Returns
+    -------
+    y : the input, untouched
+
+    Examples
+    --------
+    >>> from skllm_fewshot._validation import check_targets
+    >>> check_targets(["a", "b"])
+    ['a', 'b']
+    >>> check_targets(["a", float("nan")])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: y[1] is NaN: a label is missing. Drop those rows first, e.g. keep = y.notna(); ...
+    """
+    values = y.to_numpy(dtype=object) if hasattr(y, "to_numpy") and not isinstance(y, np.ndarray) else y
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "Ofc":
+        return y  # int, bool, ...: nothing can be missing
+    try:
+        rows = enumerate(np.asarray(values, dtype=object).ravel()) if np.ndim(values) <= 1 else ()
+    except (TypeError, ValueError):
+        return y  # not array-like: scikit-learn's own checks say so
+    for i, value in rows:
+        if _is_missing(value):
+            raise ValueError(
+                f"{name}[{i}] is {_describe(value)}: a label is missing. Drop those rows first, "
+                f"e.g. keep = {name}.notna(); X, {name} = X[keep], {name}[keep]."
+            )
+    return y
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
@@ -130,10 +245,16 @@ def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
             )
         words = [label_words[c] for c in classes]
     else:
-        raise TypeError(f"label_words must be a dict mapping class -> word; got {type(label_words).__name__}.")
+        raise TypeError(
+            f"label_words must be a dict mapping class -> word; got {type(label_words).__name__}."
+        )
     for c, w in zip(classes, words):
         if not isinstance(w, str) or not w.strip():
             raise ValueError(f"The label word of class {c!r} is {w!r}; use a non-empty str.")
+        at = _surrogate_at(w)
+        if at >= 0:
+            where = f"The label word of class {c!r}" + (" (the class itself)" if label_words is None else "")
+            raise ValueError(_surrogate_problem(where, w, at))
     seen: dict[str, Any] = {}
     for c, w in zip(classes, words):
         if w in seen:
@@ -142,3 +263,87 @@ def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
             )
         seen[w] = c
     return words
+
+
+class InconsistentVersionWarning(UserWarning):
+    """A fitted estimator was pickled by another minor version of skllm-fewshot.
+
+    Like scikit-learn's warning of the same name: the fitted state may not match
+    this version's code. The message says what to do.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_version : str or None
+        The version that pickled the estimator; None when the pickle does not say.
+    current_version : str
+    """
+
+    def __init__(self, *, estimator_name: str, original_version: str | None, current_version: str) -> None:
+        self.estimator_name = estimator_name
+        self.original_version = original_version
+        self.current_version = current_version
+        if original_version:
+            made = f"skllm-fewshot {original_version}"
+            install = f"pip install skllm-fewshot=={original_version}"
+        else:
+            made = "an earlier skllm-fewshot build that did not record its version"
+            install = "pip install skllm-fewshot==<that version>"
+        super().__init__(
+            f"This {estimator_name} was pickled with {made} and is loaded with {current_version}; "
+            "its fitted state may not match this version, so predictions may differ or fail. Refit it "
+            f"with {current_version} (fit needs no training, only the data), or load it where the "
+            f"version that made it is installed: {install}."
+        )
+
+
+# Where a pickled estimator's state records the library version that made it.
+VERSION_KEY = "_skllm_fewshot_version"
+
+
+def library_version() -> str:
+    """The installed skllm-fewshot version (``skllm_fewshot.__version__``)."""
+    from . import __version__  # at call time: the package is imported by then
+
+    return __version__
+
+
+def _minor(version: str | None) -> tuple[int, ...] | None:
+    if not isinstance(version, str):
+        return None
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version).release[:2]
+    except InvalidVersion:
+        return None
+
+
+def check_pickle_version(original: str | None, estimator_name: str) -> None:
+    """Warn when a pickle was made by another major or minor version of the library.
+
+    Parameters
+    ----------
+    original : str or None
+        The version stored in the pickle's state; None when it stores none.
+    estimator_name : str
+        Named in the warning.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skllm_fewshot import __version__
+    >>> from skllm_fewshot._validation import check_pickle_version
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error")
+    ...     check_pickle_version(__version__, "FewShotLLMClassifier")  # the same version: silent
+    """
+    current = library_version()
+    old = _minor(original)
+    if old is None or old != _minor(current):
+        warnings.warn(
+            InconsistentVersionWarning(
+                estimator_name=estimator_name, original_version=original, current_version=current
+            ),
+            stacklevel=3,
+        )

@@ -10,12 +10,22 @@ characters.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from .prompt import FewShotPrompt, Piece
 
 __all__ = ["PromptTokenizer", "common_prefix_length"]
+
+# A fast tokenizer keeps call options (split_special_tokens, truncation, padding) as
+# state on its Rust backend, set by each call just before it encodes. Two threads
+# tokenizing at once (two threads predicting, or two estimators sharing a cached
+# model) could then encode with each other's options, e.g. a query's
+# "<|im_start|>" read as the special token, or fail with "Already borrowed". Every
+# call made here holds this lock; one lock for all tokenizers, since a cached
+# tokenizer is shared by many estimators and tokenizing is cheap next to scoring.
+_TOKENIZER_LOCK = threading.RLock()
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -71,23 +81,28 @@ class PromptTokenizer:
         # seed keeps them; trailing ones (an EOS some tokenizers append) are dropped,
         # since the label must follow the prompt directly.
         bare = self._encode_plain("a")
-        full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        full = self._ids("a", add_special_tokens=True)
         for start in range(len(full) - len(bare) + 1):
             if full[start : start + len(bare)] == bare:
                 return full[:start], len(full) - start - len(bare)
         return [], 0
 
+    def _ids(self, text: str | list[str], **kwargs: Any) -> Any:
+        """``tokenizer(text, **kwargs)["input_ids"]``, one thread at a time."""
+        with _TOKENIZER_LOCK:
+            return self.tokenizer(text, **kwargs)["input_ids"]
+
     def _has_special(self, text: str) -> bool:
         return self._special_re is not None and self._special_re.search(text) is not None
 
     def _encode_plain(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._ids(text, add_special_tokens=False)
 
     def _encode_literal(self, text: str) -> list[int]:
         # A special token's text written by a user, as plain characters. Encoded
         # after a newline so that SentencePiece adds no word-start marker.
-        nl = self.tokenizer("\n", add_special_tokens=False, split_special_tokens=True)["input_ids"]
-        ids = self.tokenizer("\n" + text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        nl = self._ids("\n", add_special_tokens=False, split_special_tokens=True)
+        ids = self._ids("\n" + text, add_special_tokens=False, split_special_tokens=True)
         return ids[len(nl) :] if ids[: len(nl)] == nl else ids
 
     def _encode_guarded(self, pieces: Sequence[Piece]) -> list[int]:
@@ -96,9 +111,7 @@ class PromptTokenizer:
             # No special token in the template's own text (the plain format): the whole
             # prompt at once, reading special-token text as plain characters.
             text = "".join(p.text for p in pieces)
-            return list(self._bos) + self.tokenizer(
-                text, add_special_tokens=False, split_special_tokens=True
-            )["input_ids"]
+            return list(self._bos) + self._ids(text, add_special_tokens=False, split_special_tokens=True)
         ids: list[int] = list(self._bos)
         buffer = ""
         for piece in pieces:
@@ -121,7 +134,7 @@ class PromptTokenizer:
     def _encode_batch(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
-        out = self.tokenizer(texts, add_special_tokens=self._add_special)["input_ids"]
+        out = self._ids(texts, add_special_tokens=self._add_special)
         if self._n_eos:
             out = [ids[: len(ids) - self._n_eos] for ids in out]
         return out
@@ -150,7 +163,9 @@ class PromptTokenizer:
         query_ids = self._encode_plain(query)
         keep = len(query_ids) - (length - self.max_length)
         while keep > 0:
-            ids = self._encode_all([self.tokenizer.decode(query_ids[:keep])], answer)[0]
+            with _TOKENIZER_LOCK:
+                text = self.tokenizer.decode(query_ids[:keep])
+            ids = self._encode_all([text], answer)[0]
             if len(ids) <= self.max_length:
                 return ids
             keep -= len(ids) - self.max_length
