@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -9,15 +10,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from tqdm.auto import tqdm
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_choice, check_int, check_label_words, check_texts
+from ._validation import check_choice, check_int, check_label_words, check_pickle_version, check_texts
+from ._validation import VERSION_KEY as _VERSION_KEY
+from ._validation import library_version as _library_version
+from .embedding import mean_pooled_embeddings
 from .loading import LoadedModel, load_model
 from .prompt import DEFAULT_INSTRUCTION, PROMPT_FORMATS, FewShotPrompt
 from .scoring import PrefixCachedScorer, score_in_batches, softmax
+from .selection import EXAMPLE_ORDERS, EXAMPLE_SELECTIONS, arrange, nearest_by_class, rng_for, stratified_by_class
 from .tokenization import PromptTokenizer
 
 __all__ = ["FewShotLLMClassifier"]
@@ -78,6 +85,23 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         Examples of each class put into the prompt; 0 is zero-shot. A class with
         fewer training rows contributes all of them, with a warning.
         Example: ``n_examples_per_class=2``.
+    example_selection : {"stratified", "similar"}, default="stratified"
+        ``"stratified"``: the same random ``n_examples_per_class`` rows of each
+        class for every text. ``"similar"``: for each text, the rows of each class
+        nearest to it by ``embedding`` (cosine similarity); texts that get the same
+        examples share one prompt and its cache, but each new set of examples costs
+        one pass over the prompt. Example: ``example_selection="similar"``.
+    example_order : {"shuffle", "interleave"}, default="shuffle"
+        ``"shuffle"``: the examples in a random order (``random_state``).
+        ``"interleave"``: rounds of one example per class, the classes in a random
+        order in each round. Example: ``example_order="interleave"``.
+    embedding : None, str, transformer or callable, default=None
+        How ``example_selection="similar"`` embeds texts. ``None``: the mean of the
+        classifier's own model's last hidden states (no other download); a model id
+        or path: that causal LM's, the same way; a scikit-learn transformer (e.g.
+        ``TfidfVectorizer()``), cloned and fitted on the training texts; or a
+        callable mapping a list of texts to a 2-D array.
+        Example: ``embedding=TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4))``.
     instruction : str, default=None
         The task text at the top of the prompt. ``{labels}`` is replaced by the
         label words joined with ``", "``, ``{text_name}`` by ``text_name``.
@@ -105,7 +129,8 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         ``fit``, score the content-free queries ``"N/A"``, ``""`` and ``"[MASK]"``,
         average their class probabilities, and divide every prediction by them
         before renormalising. It removes the model's prior for some label words.
-        Example: ``calibrate=True``.
+        With ``example_selection="similar"`` each prompt is calibrated with its
+        own content-free scores, at predict time. Example: ``calibrate=True``.
     batch_size : int or "auto", default=16
         Prompts per forward pass. ``"auto"`` picks one from free accelerator memory
         (16 on CPU). On CUDA, a batch that runs out of memory is retried at half
@@ -118,7 +143,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         faster where the CPU has VNNI, with a few predictions changed (see
         ``docs/performance.md``). Example: ``dtype="qint8"``.
     random_state : int, RandomState or None, default=None
-        Picks the examples and shuffles their order.
+        Picks the examples and shuffles their order. Example: ``random_state=0``.
     verbose : bool, default=False
         Show a progress bar while scoring.
 
@@ -128,15 +153,24 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         The classes, sorted.
     label_words_ : list of str
         The label word of each class, in ``classes_`` order.
-    examples_ : list of (str, class)
-        The examples in the prompt, in prompt order.
+    examples_ : list of (str, class) or None
+        The examples in the prompt, in prompt order; None with
+        ``example_selection="similar"`` (see :meth:`examples_for`).
     prompt_ : str
-        The rendered prompt, with ``{}`` where the query goes.
+        The rendered prompt, with ``{}`` where the query goes (with
+        ``example_selection="similar"``, without examples).
     label_token_ids_ : list of list of int
         The scored tokens of each label word.
     content_free_proba_ : ndarray of shape (n_classes,) or None
         The mean class probabilities of the content-free queries when
-        ``calibrate=True``, else None.
+        ``calibrate=True`` and ``example_selection="stratified"``, else None.
+    pool_texts_, pool_labels_ : ndarray of shape (n_samples,)
+        With ``example_selection="similar"``: the training rows examples are
+        chosen from (None otherwise).
+    pool_embeddings_ : array of shape (n_samples, n_dims) or None
+        Their embeddings, unit rows for the default embedding.
+    embedding_ : transformer or None
+        The fitted clone when ``embedding`` is a scikit-learn transformer.
 
     See Also
     --------
@@ -159,6 +193,9 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         *,
         tokenizer: Any = None,
         n_examples_per_class: int = 1,
+        example_selection: str = "stratified",
+        example_order: str = "shuffle",
+        embedding: Any = None,
         instruction: str | None = None,
         label_words: dict | None = None,
         text_name: str = "Text",
@@ -175,6 +212,9 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         self.model = model
         self.tokenizer = tokenizer
         self.n_examples_per_class = n_examples_per_class
+        self.example_selection = example_selection
+        self.example_order = example_order
+        self.embedding = embedding
         self.instruction = instruction
         self.label_words = label_words
         self.text_name = text_name
@@ -214,13 +254,32 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         # popping from it would drop the fitted estimator's runtime.
         state = dict(super().__getstate__())
         state.pop("_runtime", None)
+        # Compared on loading: another minor version's fitted state may not match this code.
+        state[_VERSION_KEY] = _library_version()
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        check_pickle_version(state.pop(_VERSION_KEY, None), type(self).__name__)
+        super().__setstate__(state)
 
     # -- fit -----------------------------------------------------------------
 
     def _check_params(self) -> None:
         check_int("n_examples_per_class", self.n_examples_per_class, 0)
         check_choice("prompt_format", self.prompt_format, PROMPT_FORMATS)
+        check_choice("example_selection", self.example_selection, EXAMPLE_SELECTIONS)
+        check_choice("example_order", self.example_order, EXAMPLE_ORDERS)
+        if not (
+            self.embedding is None
+            or isinstance(self.embedding, (str, os.PathLike))
+            or hasattr(self.embedding, "transform")
+            or callable(self.embedding)
+        ):
+            raise ValueError(
+                f"embedding={self.embedding!r} is not valid; use None (the classifier's model), a model "
+                "id or path, a scikit-learn transformer, or a callable from a list of texts to an array."
+            )
         check_choice("scoring", self.scoring, SCORINGS)
         if self.batch_size != "auto":
             check_int("batch_size", self.batch_size, 1)
@@ -232,24 +291,17 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         if self.instruction is not None and not isinstance(self.instruction, str):
             raise ValueError(f"instruction must be a str or None; got {type(self.instruction).__name__}.")
 
-    def _pick_examples(self, texts: np.ndarray, y: np.ndarray) -> list[tuple[str, Any]]:
-        rng = check_random_state(self.random_state)
+    def _by_class_checked(self, y: np.ndarray, rows: list[np.ndarray]) -> list[np.ndarray]:
         k = self.n_examples_per_class
-        picked: list[int] = []
-        for c in self.classes_:
-            rows = np.flatnonzero(y == c)
-            if len(rows) < k:
+        for c, picked in zip(self.classes_, rows):
+            if len(picked) < k:
                 warnings.warn(
-                    f"Class {c!r} has {len(rows)} training rows, fewer than n_examples_per_class={k}; "
+                    f"Class {c!r} has {len(picked)} training rows, fewer than n_examples_per_class={k}; "
                     "all of them are used.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
-                picked.extend(rows)
-            else:
-                picked.extend(rng.choice(rows, size=k, replace=False))
-        order = rng.permutation(len(picked))
-        return [(str(texts[picked[i]]), y[picked[i]]) for i in order]
+        return rows
 
     def fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
         """Pick the few-shot examples and prepare the prompt; nothing is trained.
@@ -277,28 +329,58 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
         self.classes_ = classes
         self.label_words_ = check_label_words(self.label_words, self.classes_)
-        self.examples_ = self._pick_examples(texts, y)
-        prompt = self._make_prompt()
+        rng = check_random_state(self.random_state)
         loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
+        self.pool_texts_ = self.pool_labels_ = self.pool_embeddings_ = self.embedding_ = None
+        if self.example_selection == "stratified":
+            by_class = stratified_by_class(y, classes, self.n_examples_per_class, rng)
+            rows = arrange(self._by_class_checked(y, by_class), self.example_order, rng)
+            self.examples_ = [(str(texts[i]), y[i]) for i in rows]
+        else:
+            self._by_class_checked(y, [np.flatnonzero(y == c) for c in classes])
+            self.examples_ = None
+            self.pool_texts_, self.pool_labels_ = texts.astype(object), y
+            # Drawn here so that a RandomState instance fixes the per-prompt orders too.
+            self._order_seed = int(rng.randint(2**31))
+            if hasattr(self.embedding, "transform"):
+                self.embedding_ = clone(self.embedding).fit(list(texts))
+            self.pool_embeddings_ = self._embed(list(texts), loaded)
+        prompt = self._make_prompt(self.examples_ or [])
         tokens = PromptTokenizer(prompt, loaded.tokenizer)
         self.prompt_ = prompt.render("{}", loaded.tokenizer)
         self.label_token_ids_ = self._label_tokens(tokens)
         self._runtime = self._build_runtime(loaded, tokens)
         self.content_free_proba_ = None
-        if self.calibrate:
-            self.content_free_proba_ = self._uncalibrated_proba(list(CONTENT_FREE)).mean(axis=0)
+        if self.calibrate and self.example_selection == "stratified":
+            self.content_free_proba_ = softmax(self._scores(self._runtime, list(CONTENT_FREE), [])).mean(axis=0)
         return self
 
-    def _make_prompt(self) -> FewShotPrompt:
+    def _make_prompt(self, examples: list[tuple[str, Any]]) -> FewShotPrompt:
         words = dict(zip(self.classes_, self.label_words_))
         return FewShotPrompt(
             instruction=DEFAULT_INSTRUCTION if self.instruction is None else self.instruction,
-            examples=[(text, words[c]) for text, c in self.examples_],
+            examples=[(text, words[c]) for text, c in examples],
             label_words=self.label_words_,
             text_name=self.text_name,
             label_name=self.label_name,
             prompt_format=self.prompt_format,
         )
+
+    def _embed(self, texts: list[str], loaded: LoadedModel) -> Any:
+        if self.embedding is None:
+            return mean_pooled_embeddings(loaded.model, loaded.tokenizer, texts)
+        if isinstance(self.embedding, (str, os.PathLike)):
+            other = load_model(self.embedding, device=self.device, dtype=self.dtype)
+            return mean_pooled_embeddings(other.model, other.tokenizer, texts)
+        if self.embedding_ is not None:
+            return self.embedding_.transform(texts)
+        out = np.asarray(self.embedding(texts), dtype=float)
+        if out.ndim != 2 or len(out) != len(texts):
+            raise ValueError(
+                f"embedding returned an array of shape {out.shape} for {len(texts)} texts; "
+                "it must return one row per text."
+            )
+        return out
 
     def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
         if self.scoring == "full_label":
@@ -351,7 +433,8 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
                 runtime = getattr(self, "_runtime", None)
                 if runtime is None:
                     loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
-                    runtime = self._build_runtime(loaded, PromptTokenizer(self._make_prompt(), loaded.tokenizer))
+                    prompt = self._make_prompt(self.examples_ or [])
+                    runtime = self._build_runtime(loaded, PromptTokenizer(prompt, loaded.tokenizer))
                     self._runtime = runtime
         return runtime
 
@@ -382,34 +465,81 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         texts = check_texts(X)
         validate_data(self, texts, reset=False, ensure_2d=False, dtype=None, ensure_all_finite=False)
-        proba = self._uncalibrated_proba(list(texts))
-        if self.content_free_proba_ is not None:
-            # Floored so that a label the model never predicts cannot divide by zero.
-            proba = proba / np.maximum(self.content_free_proba_, 1e-300)
-            proba /= proba.sum(axis=1, keepdims=True)
+        texts = list(texts)
+        cut: list[int] = []
+        if self.example_selection == "stratified":
+            runtime = self._get_runtime()
+            proba = _calibrated(softmax(self._scores(runtime, texts, cut, self.verbose)), self.content_free_proba_)
+        else:
+            proba = self._similar_proba(texts, cut)
+        if cut:
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} texts did not fit in the model's context with the prompt "
+                "and were cut at the end.",
+                UserWarning,
+                stacklevel=2,
+            )
         return proba
 
-    def _uncalibrated_proba(self, texts: list[str]) -> np.ndarray:
-        runtime = self._get_runtime()
+    def _scores(self, runtime: _Runtime, texts: list[str], cut: list[int], verbose: bool = False) -> np.ndarray:
+        """Label scores of texts under one prompt; the rows cut to fit go into ``cut``."""
         on_oom = torch.cuda.empty_cache if runtime.scorer.device.type == "cuda" else None
-        cut: list[int] = []
-        scores = score_in_batches(
+        return score_in_batches(
             runtime.scorer.score,
             lambda chunk: runtime.tokens.encode(chunk, truncated=cut),
             texts,
             len(self.classes_),
             self._resolve_batch_size(runtime),
-            verbose=self.verbose,
+            verbose=verbose,
             on_oom=on_oom,
         )
-        if cut:
-            warnings.warn(
-                f"{len(cut)} of {len(texts)} texts did not fit in the model's context with the prompt "
-                f"({runtime.tokens.max_length} tokens) and were cut at the end.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return softmax(scores)
+
+    def _similar_examples(self, texts: list[str]) -> list[tuple[int, ...]]:
+        """The pool rows in each text's prompt, in prompt order."""
+        loaded = self._get_runtime().loaded
+        similarity = cosine_similarity(self._embed(texts, loaded), self.pool_embeddings_)
+        by_class = nearest_by_class(similarity, self.pool_labels_, self.classes_, self.n_examples_per_class)
+        return [
+            tuple(arrange(rows, self.example_order, rng_for(self._order_seed, np.concatenate(rows))))
+            for rows in by_class
+        ]
+
+    def examples_for(self, X: Any) -> list[list[tuple[str, Any]]]:
+        """The examples each text's prompt shows, in prompt order.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+
+        Returns
+        -------
+        list of list of (str, class)
+            With ``example_selection="stratified"``, ``examples_`` for every text.
+        """
+        check_is_fitted(self)
+        texts = list(check_texts(X))
+        if self.example_selection == "stratified":
+            return [list(self.examples_) for _ in texts]
+        return [
+            [(str(self.pool_texts_[i]), self.pool_labels_[i]) for i in rows] for rows in self._similar_examples(texts)
+        ]
+
+    def _similar_proba(self, texts: list[str], cut: list[int]) -> np.ndarray:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, rows in enumerate(self._similar_examples(texts)):
+            groups.setdefault(rows, []).append(i)
+        loaded = self._get_runtime().loaded
+        proba = np.empty((len(texts), len(self.classes_)))
+        extra = list(CONTENT_FREE) if self.calibrate else []
+        for rows, members in tqdm(groups.items(), desc="prompts", disable=not self.verbose):
+            examples = [(self.pool_texts_[i], self.pool_labels_[i]) for i in rows]
+            runtime = self._build_runtime(loaded, PromptTokenizer(self._make_prompt(examples), loaded.tokenizer))
+            group_cut: list[int] = []
+            p = softmax(self._scores(runtime, [texts[i] for i in members] + extra, group_cut))
+            cut.extend(group_cut)  # counted only: the content-free queries are never cut
+            prior = p[len(members) :].mean(axis=0) if extra else None
+            proba[members] = _calibrated(p[: len(members)], prior)
+        return proba
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each text.
@@ -424,3 +554,12 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)  # first, so that an unfitted estimator raises NotFittedError
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """Contextual calibration: divide by the content-free probabilities and renormalise."""
+    if prior is None:
+        return proba
+    # Floored so that a label the model never predicts cannot divide by zero.
+    proba = proba / np.maximum(prior, 1e-300)
+    return proba / proba.sum(axis=1, keepdims=True)
