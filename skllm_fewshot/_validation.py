@@ -38,6 +38,11 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__} ({value!r:.40})"
 
 
+def _show(value: Any) -> str:
+    """``repr`` of a class label as the user wrote it: ``'a'``, not ``np.str_('a')``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _surrogate_at(text: str) -> int:
     """Index of the first surrogate code point (U+D800-U+DFFF) in ``text``, or -1.
 
@@ -241,7 +246,8 @@ def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
         missing = [c for c in classes if c not in label_words]
         if missing:
             raise ValueError(
-                f"label_words has no word for the classes {missing!r}; give every class in y a word."
+                f"label_words has no word for the classes [{', '.join(map(_show, missing))}]; "
+                "give every class in y a word."
             )
         words = [label_words[c] for c in classes]
     else:
@@ -250,16 +256,17 @@ def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
         )
     for c, w in zip(classes, words):
         if not isinstance(w, str) or not w.strip():
-            raise ValueError(f"The label word of class {c!r} is {w!r}; use a non-empty str.")
+            raise ValueError(f"The label word of class {_show(c)} is {_show(w)}; use a non-empty str.")
         at = _surrogate_at(w)
         if at >= 0:
-            where = f"The label word of class {c!r}" + (" (the class itself)" if label_words is None else "")
+            where = f"The label word of class {_show(c)}" + (" (the class itself)" if label_words is None else "")
             raise ValueError(_surrogate_problem(where, w, at))
     seen: dict[str, Any] = {}
     for c, w in zip(classes, words):
         if w in seen:
             raise ValueError(
-                f"Classes {seen[w]!r} and {c!r} have the same label word {w!r}; give each class its own word."
+                f"Classes {_show(seen[w])} and {_show(c)} have the same label word {w!r}; "
+                "give each class its own word."
             )
         seen[w] = c
     return words
