@@ -21,7 +21,7 @@ import pytest
 from conftest import CORPUS, SENTIMENT_X, SENTIMENT_Y
 
 import dask.dataframe as dd
-from distributed import Client, LocalCluster, futures_of, get_task_stream
+from distributed import Client, LocalCluster, futures_of, get_task_stream, wait
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
@@ -51,6 +51,7 @@ def client():
         processes=True,  # worker processes under a Nanny, as on a real cluster
         host="127.0.0.1",
         dashboard_address=None,
+        resources={"GPU": 1},  # a label only: tests the recipe of docs/dask.md for GPU workers
     ) as cluster, Client(cluster, timeout=120) as c:
         c.wait_for_workers(2, timeout=120)
         yield c
@@ -135,6 +136,22 @@ def test_dataframe_column_and_empty_partitions(client, clf, rows, reference):
     np.testing.assert_array_equal(one_column.to_numpy(), clf.classes_[reference[:40].argmax(axis=1)])
 
 
+def test_resources_restrict_every_scoring_task(client, clf, rows, reference):
+    # docs/dask.md: one GPU per worker process, and the job asks for one GPU per task.
+    texts = dd.from_pandas(rows.iloc[:100], npartitions=4)
+    persisted = client.persist(predict_proba(clf, texts), resources={"GPU": 1})
+    futures = futures_of(persisted)
+    wait(futures, timeout=TIMEOUT)  # the scheduler knows the tasks (and keeps them: we hold futures)
+    keys = [f.key for f in futures]
+
+    def restrictions(dask_scheduler, keys=keys):
+        return [dask_scheduler.tasks[k].resource_restrictions for k in keys if k in dask_scheduler.tasks]
+
+    assert client.run_on_scheduler(restrictions) == [{"GPU": 1}] * 4
+    got = client.compute(persisted).result(timeout=TIMEOUT)
+    np.testing.assert_allclose(got.to_numpy(), reference[:100], rtol=0, atol=1e-4)
+
+
 def test_input_errors_are_raised_on_the_client(clf, tiny_model_dir):
     ddf = dd.from_pandas(pd.DataFrame({"a": ["x", "y"], "b": ["z", "w"]}), npartitions=1)
     with pytest.raises(ValueError, match="column="):
@@ -181,7 +198,8 @@ def test_grid_search_runs_on_the_workers(client, clf):
     local = _grid_search(clf, X, y, n_jobs=1)
 
     def on_cluster():
-        with joblib.parallel_config(backend="dask"), get_task_stream(client) as stream:
+        # resources=: passed to every task, as docs/dask.md shows for GPU workers.
+        with joblib.parallel_config(backend="dask", resources={"GPU": 1}), get_task_stream(client) as stream:
             return _grid_search(clf, X, y, n_jobs=-1), stream.data
 
     # In a thread, so that a stuck cluster fails the test instead of hanging it.
