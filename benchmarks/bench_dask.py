@@ -101,7 +101,8 @@ def on_cluster(clf, texts: list[str], n_workers: int, partitions: int, worker_th
     return dict(run=f"LocalCluster, {n_workers} worker{'s' if n_workers > 1 else ''}", processes=n_workers,
                 threads=workers[0]["threads"], seconds=seconds, rows_per_s=len(texts) / seconds,
                 cold_s=cold, start_s=started,
-                rss_mib=max(w["rss_mib"] for w in workers), peak_rss_mib=max(w["peak_rss_mib"] for w in workers),
+                rss_mib=max(w["rss_mib"] for w in workers),
+                peak_rss_mib=max(w["peak_rss_mib"] for w in workers),
                 loads=[w["loads"] for w in workers], proba=proba.to_numpy())
 
 
@@ -160,7 +161,8 @@ def render(meta: dict, rows: list[dict], command: str) -> str:
         peak = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] is not None else "n/a"
         loads = ", ".join(map(str, r["loads"])) if r["loads"] is not None else "n/a"
         lines.append(
-            f"| {r['run']} | {r['processes']} x {r['threads']} | {r['rows_per_s']:.2f} | {r['vs_single']:.2f}x "
+            f"| {r['run']} | {r['processes']} x {r['threads']} | {r['rows_per_s']:.2f} "
+            f"| {r['vs_single']:.2f}x "
             f"| {r['vs_single_1_thread']:.2f}x | {r['seconds']:.1f} | {cold} | {r['rss_mib']:.0f} | {peak} "
             f"| {loads} | {r['max_abs_diff']:.1e} | {100 * r['agreement']:.1f}% |"
         )
@@ -170,7 +172,9 @@ def render(meta: dict, rows: list[dict], command: str) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--n", type=int, default=0, help="test tweets scored (default: all)")
     parser.add_argument("--model", default=None, help="model id, folder or .gguf (default: embedded SmolLM2)")
@@ -178,7 +182,9 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes to measure")
     parser.add_argument("--partitions", type=int, default=8, help="partitions of the texts")
     parser.add_argument("--worker-threads", type=int, default=1, help="torch threads per worker process")
-    parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for performance_dask.jsonl/_latest.md")
+    parser.add_argument(
+        "--out", default=str(ROOT / "docs"), help="folder for performance_dask.jsonl and _latest.md"
+    )
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_dask.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta, rows = run(args)

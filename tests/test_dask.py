@@ -15,12 +15,11 @@ import subprocess
 import sys
 import time
 
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import CORPUS, SENTIMENT_X, SENTIMENT_Y
-
-import dask.dataframe as dd
 from distributed import Client, LocalCluster, futures_of, get_task_stream, wait
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -258,6 +257,8 @@ def test_missing_dask_names_the_extra(monkeypatch):
 
 def test_package_import_does_not_import_dask():
     code = "import sys, skllm_fewshot; print('dask' in sys.modules, 'distributed' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.split() == ["False", "False"]
 
