@@ -14,6 +14,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_label_words",
+    "check_param_text",
     "check_pickle_version",
     "check_targets",
     "check_texts",
@@ -216,6 +217,30 @@ def check_targets(y: Any, *, name: str = "y") -> Any:
                 f"e.g. keep = {name}.notna(); X, {name} = X[keep], {name}[keep]."
             )
     return y
+
+
+def check_param_text(name: str, value: Any, *, allow_none: bool = False) -> str | None:
+    """A str parameter written into the prompt (``instruction``, ``text_name``, ...).
+
+    Examples
+    --------
+    >>> from skllm_fewshot._validation import check_param_text
+    >>> check_param_text("text_name", "Tweet")
+    'Tweet'
+    >>> check_param_text("text_name", 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: text_name must be a str; got int.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        kind = "a str or None" if allow_none else "a str"
+        raise ValueError(f"{name} must be {kind}; got {type(value).__name__}.")
+    at = _surrogate_at(value)
+    if at >= 0:
+        raise ValueError(_surrogate_problem(name, value, at))
+    return value
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
