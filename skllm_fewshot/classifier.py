@@ -17,7 +17,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_choice, check_int, check_label_words, check_pickle_version, check_texts
+from ._validation import (
+    check_choice,
+    check_int,
+    check_label_words,
+    check_param_text,
+    check_pickle_version,
+    check_targets,
+    check_texts,
+)
 from ._validation import VERSION_KEY as _VERSION_KEY
 from ._validation import library_version as _library_version
 from .embedding import mean_pooled_embeddings
@@ -283,13 +291,11 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         check_choice("scoring", self.scoring, SCORINGS)
         if self.batch_size != "auto":
             check_int("batch_size", self.batch_size, 1)
-        for name in ("text_name", "label_name"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}.")
+        check_param_text("text_name", self.text_name)
+        check_param_text("label_name", self.label_name)
+        check_param_text("instruction", self.instruction, allow_none=True)
         if not isinstance(self.calibrate, (bool, np.bool_)):
             raise ValueError(f"calibrate must be True or False; got {self.calibrate!r}.")
-        if self.instruction is not None and not isinstance(self.instruction, str):
-            raise ValueError(f"instruction must be a str or None; got {type(self.instruction).__name__}.")
 
     def _by_class_checked(self, y: np.ndarray, rows: list[np.ndarray]) -> list[np.ndarray]:
         k = self.n_examples_per_class
@@ -318,7 +324,19 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         self : FewShotLLMClassifier
             The fitted estimator.
         """
+        # A fit that fails (or is interrupted) half way leaves the previous fit whole,
+        # never new classes_ with an old prompt.
+        previous = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+
+    def _fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
         self._check_params()
+        check_targets(y)
         texts = check_texts(X)
         # The checked 1-D texts, not X: a one-column DataFrame's column name is no feature
         # name, so fitting on df and predicting on df["text"] (or a list) does not warn.

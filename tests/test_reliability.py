@@ -175,11 +175,6 @@ def test_prompt_parameters_with_surrogates(make_clf, name):
     assert check_param_text(name, "x \u202e\x00 😻") == "x \u202e\x00 😻"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit does not call _validation.check_param_text yet: a surrogate in instruction, text_name or "
-    "label_name fails inside the tokenizer. Fix: check them with it in _check_params.",
-)
 @pytest.mark.parametrize("name", ["instruction", "text_name", "label_name"])
 def test_fit_rejects_prompt_parameters_with_surrogates(make_clf, name):
     with pytest.raises(ValueError, match=rf"{name} contains the lone surrogate"):
@@ -355,11 +350,6 @@ def test_labels_without_missing_values_pass(y):
     assert check_targets(y) is y
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit does not call _validation.check_targets yet (fit is being reworked in classifier.py): "
-    "a NaN among str labels silently becomes the class 'nan'. Fix: `check_targets(y)` first thing in fit.",
-)
 def test_fit_rejects_a_missing_label(make_clf):
     y = ["negative", float("nan")] + Y[2:]
     with pytest.raises(ValueError, match=r"y\[1\] is NaN: a label is missing"):
@@ -539,12 +529,6 @@ def test_interrupt_while_tokenizing_releases_the_tokenizer_lock(make_clf):
     np.testing.assert_array_equal(clf.predict_proba(TEXTS), clean)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit assigns classes_ before it validates label_words, so a refit that fails half way leaves "
-    "the new classes_ with the previous fit's prompt, label words and scorer (classifier.py's fit, "
-    "being reworked by another change). Fix: compute everything in locals, assign at the end.",
-)
 def test_a_refit_that_fails_leaves_the_previous_fit_whole(make_clf):
     clf = make_clf(label_words=None).fit(X, Y)
     before = clf.predict_proba(TEXTS)
