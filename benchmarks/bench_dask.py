@@ -11,8 +11,9 @@ steady state that the rows per second are taken from. Also reported: the scaling
 from 1 to 2 workers, the memory of each worker process, the model loads per
 worker, and the agreement with (a).
 
-Prints a table, appends a JSON line to ``docs/performance_dask.jsonl`` and writes
-the table to ``docs/performance_dask_latest.md``.
+Prints a table (Markdown, for the record in ``docs/performance.md``) and appends the
+run as a JSON line to ``docs/performance_dask.jsonl`` (not a page of the docs site:
+a new ``.md`` file under docs/ would be one outside its table of contents).
 
     python benchmarks/bench_dask.py                 # every test tweet (1,464)
     python benchmarks/bench_dask.py --n 200         # fewer rows
@@ -183,7 +184,7 @@ def main(argv=None) -> None:
     parser.add_argument("--partitions", type=int, default=8, help="partitions of the texts")
     parser.add_argument("--worker-threads", type=int, default=1, help="torch threads per worker process")
     parser.add_argument(
-        "--out", default=str(ROOT / "docs"), help="folder for performance_dask.jsonl and _latest.md"
+        "--out", default=str(ROOT / "docs"), help="folder for performance_dask.jsonl"
     )
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_dask.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -196,7 +197,6 @@ def main(argv=None) -> None:
     with open(out / "performance_dask.jsonl", "a") as f:
         f.write(json.dumps({**meta, "command": command.strip(),
                             "rows": [{k: v for k, v in r.items() if k != "proba"} for r in rows]}) + "\n")
-    (out / "performance_dask_latest.md").write_text(table)
 
 
 if __name__ == "__main__":
