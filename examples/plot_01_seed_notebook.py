@@ -44,6 +44,7 @@ zero_shot = FewShotLLMClassifier(
     text_name="Product review",
     label_name="Sentiment",
     n_examples_per_class=0,
+    calibrate=False,  # the notebook's method: the model's probabilities as they are
 )
 zero_shot.fit(reviews, sentiments)
 print(zero_shot.prompt_)
@@ -117,15 +118,16 @@ print(f"{len(train)} training tweets, {len(test)} test tweets")
 # ---------------------------------------
 #
 # The notebook's prompt: its instruction names the 7 sectors, each tweet is a
-# ``Tweet`` and each label a ``Categoría``. ``scoring="first_token"`` is the
-# notebook's method: the softmax over the next-token logits of each label word's
-# first token.
+# ``Tweet`` and each label a ``Categoría``. ``scoring="first_token"`` with
+# ``calibrate=False`` is the notebook's method: the softmax over the next-token logits
+# of each label word's first token, nothing else.
 seed_like = FewShotLLMClassifier(
     model=None,
     instruction=tweet_instruction,
     text_name="Tweet",
     label_name="Categoría",
     scoring="first_token",
+    calibrate=False,
     random_state=0,
 )
 accuracy = {}
@@ -213,7 +215,8 @@ print(f"same predictions: {(seed_proba.argmax(1) == library_proba.argmax(1)).all
 #     clf = FewShotLLMClassifier(
 #         model="google/gemma-2b-it",
 #         instruction=tweet_instruction, text_name="Tweet", label_name="Categoría",
-#         scoring="first_token", device="cuda", dtype="bfloat16", batch_size="auto",
+#         scoring="first_token", calibrate=False,
+#         device="cuda", dtype="bfloat16", batch_size="auto",
 #     )
 #
 # :ref:`sphx_glr_auto_examples_plot_05_gpu_and_larger_models.py` says what to change

@@ -39,6 +39,7 @@ clf = FewShotLLMClassifier(
     text_name="Tweet",
     label_name="Categoría",
     n_examples_per_class=1,
+    calibrate=False,
     # Each class's word in the prompt: the sector names, and the same words for the
     # codes 0..6 that cross_val_predict uses (see below).
     label_words={**{sector: sector for sector in sectors}, **dict(enumerate(sectors))},
