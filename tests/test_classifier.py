@@ -33,7 +33,8 @@ def lowercase(texts):
 @pytest.fixture
 def make_clf(tiny_model, bpe_tokenizer):
     def make(**params):
-        params = {"tokenizer": bpe_tokenizer, "batch_size": 4, "random_state": 0, **params}
+        # Uncalibrated unless a test asks: many compare with the plain loop's probabilities.
+        params = {"tokenizer": bpe_tokenizer, "batch_size": 4, "random_state": 0, "calibrate": False, **params}
         return FewShotLLMClassifier(params.pop("model", tiny_model), **params)
 
     return make
@@ -41,13 +42,16 @@ def make_clf(tiny_model, bpe_tokenizer):
 
 @pytest.fixture(scope="module")
 def fitted(tiny_model, bpe_tokenizer):
-    return FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, batch_size=4, random_state=0).fit(X, Y)
+    return FewShotLLMClassifier(
+        tiny_model, tokenizer=bpe_tokenizer, batch_size=4, random_state=0, calibrate=False
+    ).fit(X, Y)
 
 
 @pytest.fixture
 def path_clf(tiny_model_dir):
     def make(**params):
-        params = {"device": "cpu", "dtype": "float32", "batch_size": 4, "random_state": 0, **params}
+        params = {"device": "cpu", "dtype": "float32", "batch_size": 4, "random_state": 0, "calibrate": False,
+                  **params}  # fmt: skip
         return FewShotLLMClassifier(str(tiny_model_dir), **params)
 
     return make

@@ -43,6 +43,7 @@ def make_clf(instruction, scoring):
         label_name="Categoría",
         n_examples_per_class=1,
         scoring=scoring,
+        calibrate=False,  # the seed's method, compared with its loop
         batch_size=4,
         device=DEVICE,
         dtype=DTYPE,
