@@ -65,6 +65,11 @@ class _Shown:
         return self.text
 
 
+def _is_reference(value: Any) -> bool:
+    """Whether a model/tokenizer parameter names what to load (rather than being the object)."""
+    return value is None or isinstance(value, (str, os.PathLike))
+
+
 def _short(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool, dict, tuple, list)):
         return value
@@ -117,7 +122,11 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         {labels}."``. Example: ``instruction="Sentiment of the review: {labels}."``.
     label_words : dict, default=None
         Class -> word written in the prompt and scored (the verbalizer); default
-        ``str(class)``. Example: ``label_words={0: "negative", 1: "positive"}``.
+        ``str(class)``. Words in another language than the texts work too (see
+        ``docs/accuracy.md`` for the effect). Integer classes without label words
+        get a warning: the model would score digits, as happens when scikit-learn
+        tools such as ``StackingClassifier`` encode the classes as 0..n-1.
+        Example: ``label_words={0: "negative", 1: "positive"}``.
     text_name : str, default="Text"
         Field name written before each text. Example: ``text_name="Tweet"``.
     label_name : str, default="Label"
@@ -127,11 +136,12 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         example ``"\\n\\n{text_name}:\\n'{text}'\\n{label_name}:\\n{label_word}"``,
         then the query the same way with the label left open. ``"chat"`` puts the
         same content through the tokenizer's chat template as one user turn.
+        Example: ``prompt_format="chat"``.
     scoring : {"full_label", "first_token"}, default="full_label"
         ``"full_label"`` scores each label word by the sum of the log-probabilities
         of all its tokens; ``"first_token"`` is the seed's method, a softmax over
         the next-token logits of each word's first token (words must then start
-        with different tokens).
+        with different tokens). Example: ``scoring="first_token"``.
     calibrate : bool, default=True
         Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): at
         ``fit``, score the content-free queries ``"N/A"``, ``""`` and ``"[MASK]"``,
@@ -144,7 +154,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int or "auto", default=16
         Prompts per forward pass. ``"auto"`` picks one from free accelerator memory
         (16 on CPU). On CUDA, a batch that runs out of memory is retried at half
-        the size.
+        the size. Example: ``batch_size="auto"``.
     device : str, default="auto"
         ``"auto"`` is CUDA when available, else CPU. Example: ``device="cuda:1"``.
     dtype : {"auto", "float32", "bfloat16", "float16", "qint8"}, default="auto"
@@ -155,7 +165,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Picks the examples and shuffles their order. Example: ``random_state=0``.
     verbose : bool, default=False
-        Show a progress bar while scoring.
+        Show a progress bar while scoring. Example: ``verbose=True``.
 
     Attributes
     ----------
@@ -259,6 +269,13 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             params[name] = _short(value)
         return params
 
+    def __sklearn_clone__(self) -> FewShotLLMClassifier:
+        # A model or tokenizer object is shared, not deep-copied as clone would: the
+        # library never changes it, and a grid search would copy the weights per fit.
+        params = self.get_params(deep=False)
+        shared = {k: params.pop(k) for k in ("model", "tokenizer") if not _is_reference(params[k])}
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, **shared)
+
     def __getstate__(self) -> dict:
         # A copy: on Python >= 3.11 object.__getstate__ returns the live __dict__, and
         # popping from it would drop the fitted estimator's runtime.
@@ -350,6 +367,15 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
         self.classes_ = classes
         self.label_words_ = check_label_words(self.label_words, self.classes_)
+        if self.label_words is None and classes.dtype.kind in "iub":
+            warnings.warn(
+                f"The classes are numbers ({', '.join(map(str, classes[:4]))}{', ...' if len(classes) > 4 else ''}) "
+                "and label_words is None, so the prompt shows and the model scores those digits. Give each "
+                "class a word, e.g. label_words={0: 'negative', 1: 'positive'}. (StackingClassifier, "
+                "CalibratedClassifierCV and cross_val_predict pass classes encoded as 0..n-1.)",
+                UserWarning,
+                stacklevel=3,
+            )
         rng = check_random_state(self.random_state)
         loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
         self.pool_texts_ = self.pool_labels_ = self.pool_embeddings_ = self.embedding_ = None

@@ -110,10 +110,10 @@ def test_clone_get_params_set_params_round_trip(make_clf, tiny_model, bpe_tokeni
     cloned = clone(clf)
     assert cloned is not clf
     for key, value in params.items():
-        if key in ("model", "tokenizer"):
-            continue  # clone deep-copies non-estimator objects
         assert cloned.get_params()[key] == value
-    assert type(cloned.get_params()["model"]) is type(tiny_model)
+    # Model and tokenizer objects are shared, not copied: a grid search copies no weights.
+    assert cloned.get_params()["model"] is tiny_model and cloned.get_params()["tokenizer"] is bpe_tokenizer
+    assert cloned.label_words is not clf.label_words  # other parameters are copied as clone does
     assert cloned.set_params(n_examples_per_class=0, label_name="Cat") is cloned
     assert cloned.get_params()["n_examples_per_class"] == 0 and cloned.label_name == "Cat"
     assert clf.n_examples_per_class == 2  # the original is untouched
@@ -618,3 +618,13 @@ def test_fit_says_when_the_examples_alone_do_not_fit(make_clf, short_context_mod
     short_context_model.config.max_position_embeddings = 16
     with pytest.raises(ValueError, match=r"needs \d+ tokens before any text.*context is 16.*n_examples_per_class"):
         make_clf(model=short_context_model, n_examples_per_class=2).fit(X, Y)
+
+
+def test_integer_classes_without_label_words_warn(make_clf):
+    y = [2, 0, 1, 2, 1, 0, 2, 1, 0]
+    with pytest.warns(UserWarning, match=r"classes are numbers \(0, 1, 2\).*scores those digits"):
+        make_clf().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_clf(label_words={0: "bad", 1: "meh", 2: "good"}).fit(X, y)
+        make_clf().fit(X, Y)
