@@ -123,13 +123,6 @@ numpydoc_validation_exclude = {
     r"\.set_fit_request$",
     r"\.get_metadata_routing$",
     r"\.__init__$",
-    # Known gaps (no Parameters or Returns section yet), each to be documented and
-    # then removed from this list.
-    r"^skllm_fewshot\.datasets\.seed_instruction$",
-    r"^skllm_fewshot\.loading\.default_model_path$",
-    r"^skllm_fewshot\.loading\.resolve_device$",
-    r"^skllm_fewshot\.loading\.resolve_dtype$",
-    r"^skllm_fewshot\.reference\.full_label_proba$",
 }
 
 # -- gallery ----------------------------------------------------------------------

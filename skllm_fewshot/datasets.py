@@ -30,6 +30,18 @@ SEED_SECTOR_NAMES = {
 def seed_instruction(labels: list[str]) -> str:
     """The seed notebook's instruction for the tweet task.
 
+    Parameters
+    ----------
+    labels : list of str
+        The class names, in the order the instruction lists them (joined with
+        ``", "``).
+
+    Returns
+    -------
+    str
+        The seed's Spanish instruction, ending with the list of the possible
+        categories.
+
     Examples
     --------
     >>> from skllm_fewshot.datasets import seed_instruction

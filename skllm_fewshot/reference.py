@@ -55,6 +55,36 @@ def full_label_proba(
     Each label's score is the sum of its tokens' log-probabilities after the
     prompt (tokenized together with the prompt); the scores are softmaxed across
     labels.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal language model; the inputs go to the device of its parameters.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        The model's tokenizer.
+    prompts : sequence of str
+        Whole prompts, query included.
+    label_words : sequence of str
+        One word (or phrase) per class; each is scored by all its tokens.
+
+    Returns
+    -------
+    ndarray of shape (n_prompts, n_classes)
+        Softmax across the labels of the summed log-probabilities; each row sums
+        to 1.
+
+    Examples
+    --------
+    The loop needs a model; with the embedded SmolLM2-135M-Instruct:
+
+    >>> from skllm_fewshot.loading import load_model
+    >>> from skllm_fewshot.reference import full_label_proba
+    >>> loaded = load_model(device="cpu", dtype="float32")  # doctest: +SKIP
+    >>> prompts = ["Tweet: Abrí una cuenta nueva.\\nCategoría: "]
+    >>> label_words = ["bancos", "bebidas"]
+    >>> proba = full_label_proba(loaded.model, loaded.tokenizer, prompts, label_words)  # doctest: +SKIP
+    >>> proba.shape  # doctest: +SKIP
+    (1, 2)
     """
     device = next(model.parameters()).device
     rows = []
