@@ -57,6 +57,9 @@ FEATURES = {
     "example_order=interleave": dict(example_order="interleave"),
     "example_selection=similar": dict(example_selection="similar"),
     "prompt_format=chat": dict(prompt_format="chat"),
+    # With one example per class, interleaving is a shuffle: compare at two per class.
+    "n_examples_per_class=2": dict(n_examples_per_class=2),
+    "n_examples_per_class=2, example_order=interleave": dict(n_examples_per_class=2, example_order="interleave"),
 }
 
 GRID = {
@@ -118,11 +121,13 @@ def run_seed(tweets, seed: int, args) -> list[dict]:
         return clf
 
     for name, params in FEATURES.items():
-        if name in args.skip:
+        if name in args.skip or (args.only and name not in args.only):
             continue
         k = params.get("n_examples_per_class", 1)
         record(name, k, llm(random_state=seed, **params), train["TEXTO"], train["SECTOR"])
 
+    if args.only:
+        return _saved(rows, args)
     # The shot count curve of the calibrated whole-label setup, next to TF-IDF at the same k.
     for k in LLM_KS:
         clf = llm(random_state=seed, n_examples_per_class=k, scoring="full_label", calibrate=True)
@@ -142,6 +147,10 @@ def run_seed(tweets, seed: int, args) -> list[dict]:
     record("GridSearchCV pick", picked["n_examples_per_class"], best, None, None)
     rows[-1]["seconds"] = time.perf_counter() - start
     rows[-1]["picked"] = picked
+    return _saved(rows, args)
+
+
+def _saved(rows: list[dict], args) -> list[dict]:
     if args.partial:
         with open(args.partial, "a") as f:
             f.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
@@ -222,6 +231,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], choices=list(FEATURES),
                         help="features left out (e.g. the slow 'example_selection=similar')")
+    parser.add_argument("--only", nargs="*", default=[], choices=list(FEATURES),
+                        help="run only these features (no curve, TF-IDF or grid search); for --partial")
     parser.add_argument("--n-test", type=int, default=15, help="test tweets per class (0: all)")
     parser.add_argument("--n-grid", type=int, default=15, help="training tweets per class for GridSearchCV")
     parser.add_argument("--threads", type=int, default=0,
@@ -244,6 +255,8 @@ def main() -> None:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         per_seed = Parallel(n_jobs=args.jobs)(delayed(run_seed)(tweets, s, args) for s in seeds)
         rows = [row for rows in per_seed for row in rows]
+        if args.only:
+            return  # a partial run: its rows are in --partial, summarized with the others
     seconds = time.perf_counter() - start
     table = summarize(rows)
     out = Path(args.out)

@@ -63,6 +63,8 @@ exclude_patterns = [
     "_build",
     # Written by benchmarks/bench_predict.py on each run; performance.md holds the record.
     "performance_latest.md",
+    # Written by benchmarks/bench_accuracy.py; accuracy.md holds the record.
+    "accuracy_latest.md",
     # sphinx-gallery's own outputs that are not pages.
     "auto_examples/*.ipynb",
     "auto_examples/*.py",
