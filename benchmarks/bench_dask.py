@@ -83,7 +83,9 @@ def on_cluster(clf, texts: list[str], n_workers: int, partitions: int, worker_th
 
     from skllm_fewshot.dask import predict_proba
 
-    series = dd.from_pandas(pd.Series(texts), npartitions=partitions)
+    # Two collections with their own names, so the warm job's keys differ from the cold
+    # job's and nothing computed by the first is reused by the second.
+    cold_series, series = (dd.from_pandas(pd.Series(texts, name=n), npartitions=partitions) for n in ("cold", "warm"))
     # The Nanny sets OMP_NUM_THREADS before it starts a worker; torch reads it at import.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": str(worker_threads)}):
         start = time.perf_counter()
@@ -92,7 +94,7 @@ def on_cluster(clf, texts: list[str], n_workers: int, partitions: int, worker_th
             client.wait_for_workers(n_workers, timeout=300)
             started = time.perf_counter() - start
             start = time.perf_counter()
-            predict_proba(clf, series).compute()  # cold: imports, one model load per worker
+            predict_proba(clf, cold_series).compute()  # cold: imports, one model load per worker
             cold = time.perf_counter() - start
             start = time.perf_counter()
             proba = predict_proba(clf, series).compute()
