@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -88,3 +89,17 @@ def matmul_gflops(device: str = "cpu", n: int = 1024, seconds: float = 2.0, dtyp
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(1) == b.argmax(1)))
+
+
+def save_record(out: str | os.PathLike, name: str, command: str, meta: dict, rows: list[dict], table: str,
+                latest: str | None = None) -> None:
+    """Print the table; append the run to ``out/name`` (JSON line), and write ``out/latest`` if given."""
+    print()
+    print(table)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / name, "a") as f:
+        f.write(json.dumps({**meta, "command": command,
+                            "rows": [{k: v for k, v in r.items() if k != "proba"} for r in rows]}) + "\n")
+    if latest:
+        (out / latest).write_text(table)

@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_DATA, ROOT, load_mas, seed_split  # noqa: E402
 
@@ -213,14 +211,16 @@ def write_doc(table, rows, args, seconds: float) -> str:
             f"| {r.method} | {r.k} | {r.seeds} | {fmt(r.accuracy, r.accuracy_sd)} | {fmt(r.macro_f1, r.macro_f1_sd)} "
             f"| {fmt(r.log_loss, r.log_loss_sd)} | {r.seconds:.0f} |"
         )
-    picks = [r["picked"] for r in rows if r["method"] == "GridSearchCV pick"]
+    picks = sorted((r["seed"], r["picked"]) for r in rows if r["method"] == "GridSearchCV pick")
     lines.append("")
     lines.append("GridSearchCV picks, by seed: " + "; ".join(
-        f"{i}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for i, p in enumerate(picks)))
+        f"{seed}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for seed, p in picks))
+    shown = {k: v for k, v in vars(args).items() if k not in ("data", "out", "partial", "summarize")}
     command = "python benchmarks/bench_accuracy.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("data", "out", "partial", "summarize"))
-    meta = (f"`{command}` on {platform.machine()}, {platform.processor() or platform.system()}; "
-            f"model: embedded SmolLM2-135M-Instruct, float32; {len(picks)} seeds; {seconds / 60:.0f} min.")
+        f"--{k.replace('_', '-')} {v}" for k, v in shown.items())
+    source = f"rows of {args.partial}" if args.summarize else f"`{command}`, {seconds / 60:.0f} min"
+    meta = (f"{source} on {platform.machine()}, {platform.processor() or platform.system()}; "
+            f"model: embedded SmolLM2-135M-Instruct, float32; {len(picks)} seeds.")
     return meta + "\n\n" + "\n".join(lines)
 
 

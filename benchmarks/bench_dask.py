@@ -22,7 +22,6 @@ a new ``.md`` file under docs/ would be one outside its table of contents).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, ROOT, agreement, load_mas, seed_split  # noqa: E402
+from _common import DEFAULT_DATA, ROOT, agreement, load_mas, save_record, seed_split  # noqa: E402
 
 from skllm_fewshot import FewShotLLMClassifier  # noqa: E402
 
@@ -191,14 +190,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_dask.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta, rows = run(args)
-    table = render(meta, rows, command.strip())
-    print()
-    print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "performance_dask.jsonl", "a") as f:
-        f.write(json.dumps({**meta, "command": command.strip(),
-                            "rows": [{k: v for k, v in r.items() if k != "proba"} for r in rows]}) + "\n")
+    command = command.strip()
+    save_record(args.out, "performance_dask.jsonl", command, meta, rows, render(meta, rows, command))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ of the MAS corpus in one run. Prints a table, appends a JSON line to
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -23,7 +22,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, ROOT, agreement, load_mas, matmul_gflops, peak_memory, seed_split  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_DATA, ROOT, agreement, load_mas, matmul_gflops, peak_memory, save_record, seed_split,
+)
 
 from skllm_fewshot import FewShotLLMClassifier  # noqa: E402
 from skllm_fewshot.loading import load_model  # noqa: E402
@@ -198,15 +199,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_predict.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta, rows = run(args)
-    table = render(meta, rows, command.strip())
-    print()
-    print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "performance.jsonl", "a") as f:
-        f.write(json.dumps({**meta, "command": command.strip(),
-                            "rows": [{k: v for k, v in r.items() if k != "proba"} for r in rows]}) + "\n")
-    (out / "performance_latest.md").write_text(table)
+    command = command.strip()
+    save_record(args.out, "performance.jsonl", command, meta, rows, render(meta, rows, command),
+                latest="performance_latest.md")
 
 
 if __name__ == "__main__":
