@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .tokenization import token_ids
+
 __all__ = ["mean_pooled_embeddings"]
 
 # model -> {text: vector}; weak, so the cache goes with the model.
@@ -70,7 +72,7 @@ def mean_pooled_embeddings(
 def _embed(model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int) -> list[np.ndarray]:
     # No special tokens: a BOS state is the same for every text and would pull all
     # embeddings together.
-    ids = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
+    ids = [ids[:max_length] for ids in token_ids(tokenizer, texts, add_special_tokens=False)]
     device = model.get_input_embeddings().weight.device
     body = model.base_model
     if body is model:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .prompt import FewShotPrompt, Piece
 
-__all__ = ["PromptTokenizer", "common_prefix_length"]
+__all__ = ["PromptTokenizer", "common_prefix_length", "token_ids"]
 
 # A fast tokenizer keeps call options (split_special_tokens, truncation, padding) as
 # state on its Rust backend, set by each call just before it encodes. Two threads
@@ -26,6 +26,19 @@ __all__ = ["PromptTokenizer", "common_prefix_length"]
 # call made here holds this lock; one lock for all tokenizers, since a cached
 # tokenizer is shared by many estimators and tokenizing is cheap next to scoring.
 _TOKENIZER_LOCK = threading.RLock()
+
+
+def token_ids(tokenizer: Any, text: str | list[str], **kwargs: Any) -> Any:
+    """``tokenizer(text, **kwargs)["input_ids"]``, one thread at a time (see above).
+
+    Examples
+    --------
+    >>> from skllm_fewshot.tokenization import token_ids
+    >>> token_ids(lambda text, **kw: {"input_ids": [len(text)]}, "abc")
+    [3]
+    """
+    with _TOKENIZER_LOCK:
+        return tokenizer(text, **kwargs)["input_ids"]
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -88,9 +101,7 @@ class PromptTokenizer:
         return [], 0
 
     def _ids(self, text: str | list[str], **kwargs: Any) -> Any:
-        """``tokenizer(text, **kwargs)["input_ids"]``, one thread at a time."""
-        with _TOKENIZER_LOCK:
-            return self.tokenizer(text, **kwargs)["input_ids"]
+        return token_ids(self.tokenizer, text, **kwargs)
 
     def _has_special(self, text: str) -> bool:
         return self._special_re is not None and self._special_re.search(text) is not None
