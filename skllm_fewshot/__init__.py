@@ -2,6 +2,7 @@
 
 from .classifier import FewShotLLMClassifier
 from .loading import clear_model_cache, model_cache_info
+from .reference import check_model
 
-__all__ = ["FewShotLLMClassifier", "clear_model_cache", "model_cache_info"]
+__all__ = ["FewShotLLMClassifier", "check_model", "clear_model_cache", "model_cache_info"]
 __version__ = "0.1.0"

@@ -6,6 +6,8 @@ function computes, block by block, only the prefix keys and the block's own keys
 It is registered with transformers under :data:`NAME` and used by models that
 :mod:`skllm_fewshot.loading` loads itself; without the ``skllm_blocks`` argument
 (any call that is not the scoring engine's) it is exactly transformers' SDPA.
+Only families listed in :data:`skllm_fewshot.families.BLOCK_ATTENTION_FAMILIES`
+get it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["NAME", "register"]
+__all__ = ["BLOCKS_KWARG", "NAME", "block_attention", "is_block_attention", "register"]
 
+# The attention implementation's name, and the forward keyword that carries the blocks.
 NAME = "skllm_blocks"
+BLOCKS_KWARG = "skllm_blocks"
 _registered = False
 
 

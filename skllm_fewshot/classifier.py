@@ -162,6 +162,13 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         opt-in) quantizes the linear layers dynamically to int8: several times
         faster where the CPU has VNNI, with a few predictions changed (see
         ``docs/performance.md``). Example: ``dtype="qint8"``.
+    model_kwargs : dict, default=None
+        Options passed to ``from_pretrained`` when the model is loaded by name or
+        path, and part of the model cache's key: ``revision``,
+        ``trust_remote_code``, ``device_map="auto"`` (shard a large model over the
+        GPUs), ``quantization_config`` (4- or 8-bit weights on a small GPU),
+        ``attn_implementation``. See ``docs/models.md``.
+        Example: ``model_kwargs={"device_map": "auto", "revision": "main"}``.
     random_state : int, RandomState or None, default=None
         Picks the examples and shuffles their order. Example: ``random_state=0``.
     verbose : bool, default=False
@@ -226,6 +233,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int | str = 16,
         device: str = "auto",
         dtype: str = "auto",
+        model_kwargs: dict | None = None,
         random_state: Any = None,
         verbose: bool = False,
     ) -> None:
@@ -245,6 +253,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
+        self.model_kwargs = model_kwargs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -313,6 +322,10 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         check_param_text("text_name", self.text_name)
         check_param_text("label_name", self.label_name)
         check_param_text("instruction", self.instruction, allow_none=True)
+        if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
+            raise ValueError(
+                f"model_kwargs must be a dict of from_pretrained options or None; got {type(self.model_kwargs).__name__}."
+            )
         if not isinstance(self.calibrate, (bool, np.bool_)):
             raise ValueError(f"calibrate must be True or False; got {self.calibrate!r}.")
 
@@ -377,7 +390,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
         rng = check_random_state(self.random_state)
-        loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
+        loaded = self._load()
         self.pool_texts_ = self.pool_labels_ = self.pool_embeddings_ = self.embedding_ = None
         if self.example_selection == "stratified":
             by_class = stratified_by_class(y, classes, self.n_examples_per_class, rng)
@@ -401,6 +414,11 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         if self.calibrate and self.example_selection == "stratified":
             self.content_free_proba_ = softmax(self._scores(self._runtime, list(CONTENT_FREE), [])).mean(axis=0)
         return self
+
+    def _load(self) -> LoadedModel:
+        return load_model(
+            self.model, self.tokenizer, device=self.device, dtype=self.dtype, model_kwargs=self.model_kwargs
+        )
 
     def _make_prompt(self, examples: list[tuple[str, Any]]) -> FewShotPrompt:
         words = dict(zip(self.classes_, self.label_words_))
@@ -479,7 +497,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             with _RUNTIME_LOCK:
                 runtime = getattr(self, "_runtime", None)
                 if runtime is None:
-                    loaded = load_model(self.model, self.tokenizer, device=self.device, dtype=self.dtype)
+                    loaded = self._load()
                     prompt = self._make_prompt(self.examples_ or [])
                     runtime = self._build_runtime(loaded, PromptTokenizer(prompt, loaded.tokenizer))
                     self._runtime = runtime

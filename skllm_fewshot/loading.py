@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .attention import register as register_block_attention
+from .families import BLOCK_ATTENTION_FAMILIES
 
 __all__ = [
     "ModelNotAvailableError",
@@ -258,13 +259,38 @@ def _from_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
     return cls.from_pretrained(source, **kwargs)
 
 
-def _load_tokenizer(source: str) -> Any:
+# from_pretrained options that say where and which files to read: they apply to
+# the tokenizer as well as to the model.
+_TOKENIZER_OPTIONS = ("revision", "trust_remote_code", "token", "cache_dir", "local_files_only", "subfolder")
+
+
+def _load_tokenizer(source: str, model_kwargs: dict | None = None) -> Any:
     from transformers import AutoTokenizer
 
+    options = {k: v for k, v in (model_kwargs or {}).items() if k in _TOKENIZER_OPTIONS}
     try:
-        return _from_pretrained(AutoTokenizer, source)
+        return _from_pretrained(AutoTokenizer, source, **options)
     except (OSError, ValueError) as exc:
         raise ModelNotAvailableError(f"Could not load a tokenizer from {source!r}: {exc}") from exc
+
+
+def _kwargs_key(model_kwargs: dict) -> str:
+    # Part of the cache key: the same model loaded with other options (a revision,
+    # a quantization, a device map) is another model.
+    return repr(sorted((str(k), repr(v)) for k, v in model_kwargs.items()))
+
+
+def _places_itself(model_kwargs: dict) -> bool:
+    # A device map places the layers, and quantized weights cannot be moved by .to().
+    return "device_map" in model_kwargs or "quantization_config" in model_kwargs
+
+
+def _use_block_attention(lm: Any) -> None:
+    """Switch a freshly loaded model of a verified family to the engine's block attention."""
+    family = getattr(lm.config.get_text_config(), "model_type", None) or lm.config.model_type
+    if family in BLOCK_ATTENTION_FAMILIES and getattr(lm, "_supports_attention_backend", False):
+        if lm.config._attn_implementation in ("sdpa", register_block_attention()):
+            lm.set_attn_implementation(register_block_attention())
 
 
 def load_model(
@@ -273,6 +299,7 @@ def load_model(
     *,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
+    model_kwargs: dict | None = None,
 ) -> LoadedModel:
     """Load (or reuse) a causal language model and its tokenizer.
 
@@ -286,6 +313,12 @@ def load_model(
         Defaults to the model's own.
     device, dtype : str or torch object
         See :func:`resolve_device` and :func:`resolve_dtype`.
+    model_kwargs : dict, optional
+        Passed to ``from_pretrained`` as they are (``revision``,
+        ``trust_remote_code``, ``device_map="auto"``, ``quantization_config``,
+        ``attn_implementation``, ...) and part of the cache key. With
+        ``device_map`` or ``quantization_config`` the model is not moved to
+        ``device`` afterwards: it is where those options put it.
 
     Returns
     -------
@@ -300,6 +333,7 @@ def load_model(
     'llama'
     """
     global _LOADS
+    model_kwargs = dict(model_kwargs or {})
     if not isinstance(model, (str, os.PathLike)) and model is not None:
         if not hasattr(model, "forward") or not hasattr(model, "config"):
             raise TypeError(
@@ -318,29 +352,31 @@ def load_model(
     tok_source = None if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)) else _source_key(tokenizer)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    key = (source, tok_source, str(torch_dtype), str(torch_device))
+    key = (source, tok_source, str(torch_dtype), str(torch_device), _kwargs_key(model_kwargs))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
             from transformers import AutoModelForCausalLM
 
+            options = {"dtype": torch.float32 if torch_dtype == QINT8 else torch_dtype, **model_kwargs}
             try:
-                lm = _from_pretrained(
-                    AutoModelForCausalLM,
-                    source,
-                    dtype=torch.float32 if torch_dtype == QINT8 else torch_dtype,
-                    # SDPA, plus block attention for the engine's packed queries.
-                    attn_implementation=register_block_attention(),
-                )
+                # The family's own attention (transformers picks SDPA, or eager where the
+                # model needs it, e.g. Gemma 2's soft-capping); verified families then
+                # switch to the engine's block attention.
+                lm = _from_pretrained(AutoModelForCausalLM, source, **options)
             except OSError as exc:
                 raise ModelNotAvailableError(
                     f"Could not load model {source!r}: {exc}. Pass a local folder, a .gguf file or a "
                     "loaded model when there is no network."
                 ) from exc
-            lm.to(torch_device).eval()
+            if "attn_implementation" not in model_kwargs:
+                _use_block_attention(lm)
+            if not _places_itself(model_kwargs):
+                lm.to(torch_device)
+            lm.eval()
             if torch_dtype == QINT8:
                 lm = quantize_linear_int8(lm)
-            tok = _load_tokenizer(tok_source or source)
+            tok = _load_tokenizer(tok_source or source, model_kwargs if tok_source is None else None)
             cached = LoadedModel(lm, tok, source)
             _CACHE[key] = cached
             _LOADS += 1

@@ -14,7 +14,18 @@ import torch
 
 from .scoring import softmax
 
-__all__ = ["seed_first_token_proba", "full_label_proba"]
+__all__ = ["check_model", "full_label_proba", "seed_first_token_proba"]
+
+# A few labelled texts for check_model: any model can score them.
+_CHECK_X = [
+    "I love my new chess board!", "What a wonderful day.", "I'm so disappointed with it.",
+    "Terrible service, never again.", "It arrived on Tuesday.", "The box is blue.",
+]
+_CHECK_Y = ["positive", "positive", "negative", "negative", "neutral", "neutral"]
+_CHECK_QUERIES = [
+    "Great value, works perfectly.", "Not what I expected but I guess it'll do", "s is fine", "", "'",
+    "It's the cat's hat. " * 8,
+]
 
 
 def seed_first_token_proba(
@@ -100,3 +111,65 @@ def full_label_proba(
                 scores.append(sum(float(logp[j - 1, ids[j]]) for j in range(len(base), len(ids))))
             rows.append(scores)
     return softmax(np.array(rows, dtype=float).reshape(len(prompts), len(label_words)))
+
+
+def check_model(
+    model: Any,
+    tokenizer: Any = None,
+    texts: Sequence[str] | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "float32",
+    model_kwargs: dict | None = None,
+) -> float:
+    """Largest difference between the library's engine and the plain loops, for one model.
+
+    Fits a :class:`~skllm_fewshot.FewShotLLMClassifier` on six labelled sentences
+    with each scoring (``calibrate=False``), predicts ``texts``, and compares the
+    probabilities with :func:`seed_first_token_proba` and :func:`full_label_proba`
+    run on the same model. Below ``1e-4`` in float32 the engine is exact for the
+    model; a larger value is a bug worth reporting, with the model's family.
+
+    Parameters
+    ----------
+    model : str, path or PreTrainedModel
+        As the classifier's ``model`` parameter.
+    tokenizer : str, path or tokenizer, optional
+        As the classifier's ``tokenizer`` parameter.
+    texts : sequence of str, optional
+        The texts to compare on; by default a few short and long English ones.
+    device, dtype : str
+        As the classifier's parameters; float32 makes the comparison meaningful.
+    model_kwargs : dict, optional
+        As the classifier's parameter.
+
+    Returns
+    -------
+    float
+        The largest absolute difference of a class probability, over both scorings.
+
+    Examples
+    --------
+    >>> from skllm_fewshot import check_model
+    >>> check_model("Qwen/Qwen2.5-0.5B-Instruct") < 1e-4  # doctest: +SKIP
+    True
+    """
+    from .classifier import FewShotLLMClassifier
+    from .loading import load_model
+
+    queries = list(_CHECK_QUERIES if texts is None else texts)
+    worst = 0.0
+    for scoring, keep in (("first_token", 2), ("full_label", 3)):
+        classes = ["negative", "positive", "neutral"][:keep]
+        rows = [i for i, c in enumerate(_CHECK_Y) if c in classes]
+        clf = FewShotLLMClassifier(
+            model, tokenizer=tokenizer, scoring=scoring, calibrate=False, random_state=0, device=device,
+            dtype=dtype, model_kwargs=model_kwargs,
+        )
+        clf.fit([_CHECK_X[i] for i in rows], [_CHECK_Y[i] for i in rows])
+        loaded = load_model(model, tokenizer, device=device, dtype=dtype, model_kwargs=model_kwargs)
+        prompts = [clf.prompt_.replace("{}", q) for q in queries]
+        loop = seed_first_token_proba if scoring == "first_token" else full_label_proba
+        reference = loop(loaded.model, loaded.tokenizer, prompts, clf.label_words_)
+        worst = max(worst, float(np.abs(clf.predict_proba(queries) - reference).max()))
+    return worst

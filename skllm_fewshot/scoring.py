@@ -8,7 +8,7 @@ the prefix, its own query and its own ancestors only, so all labels are scored i
 the same forward pass as the query, without copying anything per class. The LM
 head runs only at the columns that are read.
 
-Two layouts of a batch, equal to 1e-4 in float32:
+Three layouts of a batch, equal to 1e-4 in float32:
 
 - ``"packed"`` (CPU): the queries of a batch side by side in one row, kept apart
   by a block-diagonal mask. The prefix cache is used at batch size 1, never
@@ -16,6 +16,10 @@ Two layouts of a batch, equal to 1e-4 in float32:
   computed and masked away, so packs are capped at ``pack_tokens``.
 - ``"padded"`` (GPU): one row per query, left-padded so every query ends in the
   same column; the prefix cache is expanded to the batch.
+- ``"plain"`` (families not verified for the two above, see
+  :mod:`skllm_fewshot.families`): right-padded rows under a 2-D mask, one per
+  prompt, or per (prompt, label) for labels of several tokens; the model builds
+  its own masks and positions.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .attention import is_block_attention
+from .attention import BLOCKS_KWARG, is_block_attention
+from .families import engine_support
 from .tokenization import common_prefix_length
 
-__all__ = ["LabelTrie", "PrefixCachedScorer", "score_in_batches", "softmax"]
+__all__ = ["LAYOUTS", "LabelTrie", "PrefixCachedScorer", "score_in_batches", "softmax"]
+
+LAYOUTS = ("packed", "padded", "plain")
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -135,6 +142,11 @@ class PrefixCachedScorer:
         the seed's first-token scoring.
     pad_id : int
         Any valid token id; padded positions are masked out.
+    layout : {"packed", "padded", "plain"}, optional
+        How a batch is laid out (see the module's notes); by default ``"packed"``
+        on a CPU and ``"padded"`` elsewhere. Models of families not verified with
+        the engine's masks always take ``"plain"`` (see
+        :mod:`skllm_fewshot.families`).
 
     Notes
     -----
@@ -145,22 +157,36 @@ class PrefixCachedScorer:
     """
 
     def __init__(
-        self, model: Any, prefix_ids: Sequence[int], label_sequences: list[list[int]], pad_id: int = 0
+        self,
+        model: Any,
+        prefix_ids: Sequence[int],
+        label_sequences: list[list[int]],
+        pad_id: int = 0,
+        layout: str | None = None,
     ) -> None:
         self.model = model
         self.prefix_ids = list(prefix_ids)
         self.trie = LabelTrie([list(s) for s in label_sequences])
         self.pad_id = int(pad_id)
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
+        # Inputs go where the embeddings are: on a model sharded over devices
+        # (device_map), accelerate's hooks move activations between the layers.
+        weight = model.get_input_embeddings().weight
+        self.device = weight.device
+        self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        self.support = engine_support(model)
         # Packing avoids copying the prefix cache per query and padding, at the cost
         # of attention between packed queries that the mask discards: the better
-        # trade on a CPU; on a GPU, copies are cheap and attention is not.
-        self.layout = "packed" if self.device.type == "cpu" else "padded"
+        # trade on a CPU; on a GPU, copies are cheap and attention is not. Families
+        # not verified with the engine's masks take the plain layout.
+        if layout is None:
+            layout = "packed" if self.device.type == "cpu" else "padded"
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r} is not valid; use one of {', '.join(map(repr, LAYOUTS))}.")
+        self.layout = layout if self.support.masks else "plain"
         self.pack_tokens = 384
         # With the block attention function nothing is computed between packed
         # queries, so a whole batch can share one pack.
-        self.block_attention = is_block_attention(model)
+        self.block_attention = is_block_attention(model) and self.support.block_attention
         n = len(self.trie.tokens)
         # ancestors[a, b]: trie node a may attend to node b (b is a or above a).
         self._ancestors = torch.zeros((n, n), dtype=torch.bool)
@@ -203,7 +229,12 @@ class PrefixCachedScorer:
                 if self._prefix_kv is None:
                     ids = torch.tensor([self.prefix_ids], device=self.device)
                     with torch.inference_mode():
-                        out = self.model(input_ids=ids, use_cache=True, **self._keep(1))
+                        # A cache of full layers: a sliding-window layer's own cache would
+                        # drop the keys beyond its window, which the engine's masks hide
+                        # per query instead.
+                        out = self.model(
+                            input_ids=ids, use_cache=True, **{self._cache_arg: _full_cache()}, **self._keep(1)
+                        )
                     cache = _output_cache(out)
                     self._count(len(self.prefix_ids), 1)
                     # Assigned only once complete, so an interruption leaves no half cache.
@@ -214,13 +245,11 @@ class PrefixCachedScorer:
         return {"logits_to_keep": columns} if self._keep_supported else {}
 
     def _batch_cache(self, shared: int, batch: int) -> Any:
-        from transformers import DynamicCache
-
         data = [
             (k[:, :, :shared].expand(batch, -1, -1, -1), v[:, :, :shared].expand(batch, -1, -1, -1))
             for k, v in self.prefix_kv()
         ]
-        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+        return _full_cache(data)
 
     def score(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
         """Log-likelihood of each label after each prompt.
@@ -240,6 +269,8 @@ class PrefixCachedScorer:
         # Tokens each prompt shares with the cached prefix, keeping at least one
         # to compute: its output predicts the label.
         keep = [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
+        if self.layout == "plain":
+            return self._score_plain(prompts, min(keep))
         if self.layout == "packed" and n_rows > 1 and not self.block_attention:
             # Attention between packed queries is computed then masked away, and it
             # grows with the square of the pack: cap a pack's tokens.
@@ -261,12 +292,10 @@ class PrefixCachedScorer:
             input_ids, positions, allowed, read_cols, blocks = self._layout_packed(prompts, keep)
             shared = max(keep)
             if self.block_attention:
-                kwargs["skllm_blocks"] = (shared, blocks)
+                kwargs[BLOCKS_KWARG] = (shared, blocks)
         else:
             shared = min(keep)
             input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
-        mask = torch.zeros(allowed.shape, dtype=self.dtype)
-        mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
         batch = input_ids.shape[0]
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, batch)
@@ -274,17 +303,80 @@ class PrefixCachedScorer:
         with torch.inference_mode():
             out = self.model(
                 input_ids=input_ids.to(self.device),
-                attention_mask=mask[:, None].to(self.device),
+                attention_mask=self._attention_mask(allowed, positions, shared),
                 position_ids=positions.to(self.device),
                 use_cache=True,
                 **kwargs,
                 **self._keep(read_cols),
             )
-            logits = out.logits if self._keep_supported else out.logits[:, read_cols]
+            logits = out.logits if self._keep_supported else out.logits[:, read_cols.to(out.logits.device)]
             logp = torch.log_softmax(logits.float(), dim=-1).reshape(n_rows, -1, logits.shape[-1])
             scores = torch.stack([sum(logp[:, c, t] for c, t in reads) for reads in self.trie.reads], dim=1)
         self._count(input_ids.numel(), batch * len(read_cols))
         return scores.double().cpu().numpy()
+
+    def _attention_mask(self, allowed: torch.Tensor, positions: torch.Tensor, shared: int) -> Any:
+        """The 4-D float mask of ``allowed``; per layer type where some layers slide.
+
+        A layer with a sliding window of ``w`` sees a key only if the query's
+        position is less than ``w`` after the key's, as in the model's own masks.
+        """
+
+        def as_float(a: torch.Tensor) -> torch.Tensor:
+            mask = torch.zeros(a.shape, dtype=self.dtype)
+            mask.masked_fill_(~a, torch.finfo(self.dtype).min)
+            return mask[:, None].to(self.device)
+
+        windows = self.support.windows
+        if not windows:
+            return as_float(allowed)
+        prefix = torch.arange(shared).expand(positions.shape[0], -1)
+        distance = positions[:, :, None] - torch.cat([prefix, positions], dim=1)[:, None, :]
+        masks = {kind: as_float(allowed & (distance < w)) for kind, w in windows.items()}
+        if "all" in masks:
+            return masks["all"]
+        full = as_float(allowed)
+        layer_types = set(self.model.config.get_text_config().layer_types)
+        return {kind: masks.get(kind, full) for kind in layer_types}
+
+    def _score_plain(self, prompts: Sequence[Sequence[int]], shared: int) -> np.ndarray:
+        """Right-padded rows under a 2-D mask: how any causal LM runs a batch.
+
+        One row per prompt, or per (prompt, label) when labels have several tokens;
+        the model builds its own masks and positions (ALiBi, sliding windows).
+        """
+        units: list[tuple[int, int, list[int]]] = []  # (prompt, class, row tokens)
+        multi = bool(self.trie.tokens)
+        for i, p in enumerate(prompts):
+            rest = list(p[shared:])
+            if multi:
+                units += [(i, c, rest + seq[:-1]) for c, seq in enumerate(self.trie.sequences)]
+            else:
+                units.append((i, -1, rest))
+        width = max(len(u[2]) for u in units)
+        input_ids = torch.full((len(units), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(units), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for r, (_, _, row) in enumerate(units):
+            input_ids[r, : len(row)] = torch.tensor(row)
+            mask[r, shared : shared + len(row)] = 1
+        kwargs: dict[str, Any] = {}
+        if shared:
+            kwargs[self._cache_arg] = self._batch_cache(shared, len(units))
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True, **kwargs
+            )
+            logp = torch.log_softmax(out.logits.float(), dim=-1)
+        scores = np.zeros((len(prompts), self.n_classes))
+        for r, (i, c, row) in enumerate(units):
+            n_prompt = len(prompts[i]) - shared
+            classes = [c] if multi else range(self.n_classes)
+            for k in classes:
+                seq = self.trie.sequences[k]
+                scores[i, k] = sum(float(logp[r, n_prompt - 1 + j, t]) for j, t in enumerate(seq))
+        self._count(input_ids.numel(), input_ids.numel())
+        return scores
 
     def _layout_padded(self, rests: list[list[int]], shared: int):
         """One row per prompt, left-padded so every query ends in the same column."""
@@ -362,6 +454,13 @@ class PrefixCachedScorer:
     def _count(self, tokens: int, head_rows: int) -> None:
         self.stats["tokens"] += tokens
         self.stats["head_rows"] += head_rows
+
+
+def _full_cache(data: Any = None) -> Any:
+    """A ``DynamicCache`` whose every layer keeps all its keys (no sliding-window layers)."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=data) if data is not None else DynamicCache()
 
 
 def _is_oom(exc: BaseException) -> bool:

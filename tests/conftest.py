@@ -12,6 +12,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -242,3 +243,29 @@ def mas_tweets():
 
     df, _ = load_mas_tweets(MAS_CORPUS)
     return df
+
+
+# -- comparing the engine with plain loops ----------------------------------------
+
+ATOL = 1e-4
+
+
+def loop_log_likelihoods(model, prompts_ids, label_sequences):
+    """Per prompt and label: one full forward pass, no cache, no padding."""
+    out = np.empty((len(prompts_ids), len(label_sequences)))
+    with torch.inference_mode():
+        for i, ids in enumerate(prompts_ids):
+            for j, seq in enumerate(label_sequences):
+                full = torch.tensor([list(ids) + list(seq)])
+                logp = torch.log_softmax(model(full).logits[0].float(), -1)
+                out[i, j] = sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(seq))
+    return out
+
+
+def assert_proba_close(p, ref):
+    """Equal to 1e-4, the same argmax, and close in log space for the small ones."""
+    assert p.dtype == np.float64
+    np.testing.assert_allclose(p, ref, rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(p.argmax(1), ref.argmax(1))
+    mask = ref > 1e-12
+    np.testing.assert_allclose(np.log(p[mask]), np.log(ref[mask]), rtol=0, atol=1e-3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TRICKY_QUERIES
+from conftest import TRICKY_QUERIES, assert_proba_close, loop_log_likelihoods
 
 from skllm_fewshot import FewShotLLMClassifier
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
@@ -66,30 +66,9 @@ def whole_prompts(clf, queries):
     return [tokens._head_text + q + tokens._tail_text for q in queries]
 
 
-def loop_log_likelihoods(model, prompts_ids, label_sequences):
-    """Per prompt and label: one full forward pass, no cache, no padding."""
-    out = np.empty((len(prompts_ids), len(label_sequences)))
-    with torch.inference_mode():
-        for i, ids in enumerate(prompts_ids):
-            for j, seq in enumerate(label_sequences):
-                full = torch.tensor([list(ids) + list(seq)])
-                logp = torch.log_softmax(model(full).logits[0].float(), -1)
-                out[i, j] = sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(seq))
-    return out
-
-
 def softmax(s):
     e = np.exp(s - s.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def assert_proba_close(p, ref):
-    assert p.dtype == np.float64
-    np.testing.assert_allclose(p, ref, rtol=0, atol=ATOL)
-    np.testing.assert_array_equal(p.argmax(1), ref.argmax(1))
-    # Also in log space, where small probabilities are compared too.
-    mask = ref > 1e-12
-    np.testing.assert_allclose(np.log(p[mask]), np.log(ref[mask]), rtol=0, atol=1e-3)
 
 
 @pytest.fixture(scope="module")
