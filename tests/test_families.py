@@ -179,3 +179,47 @@ def test_sliding_window_is_shorter_than_the_prompts():
 def test_check_model_reports_the_largest_difference(name):
     diff = check_model(build_family(name), tokenizer=build_bpe_tokenizer())
     assert 0 <= diff < 1e-4
+
+
+def test_model_kwargs_reach_from_pretrained_and_key_the_cache(tiny_model_dir, bpe_tokenizer):
+    default = load_model(tiny_model_dir, bpe_tokenizer, device="cpu", dtype="float32")
+    eager = load_model(
+        tiny_model_dir, bpe_tokenizer, device="cpu", dtype="float32", model_kwargs={"attn_implementation": "eager"}
+    )
+    assert eager.model is not default.model  # another cache entry
+    assert eager.model.config._attn_implementation == "eager"  # kept, not switched to block attention
+    again = load_model(
+        tiny_model_dir, bpe_tokenizer, device="cpu", dtype="float32", model_kwargs={"attn_implementation": "eager"}
+    )
+    assert again.model is eager.model
+    clf = FewShotLLMClassifier(
+        tiny_model_dir, tokenizer=bpe_tokenizer, calibrate=False, model_kwargs={"attn_implementation": "eager"}
+    ).fit(TRAIN_X, TRAIN_Y)
+    assert_proba_close(clf.predict_proba(QUERIES), reference_proba(clf, eager.model, bpe_tokenizer, QUERIES))
+
+
+def test_placement_options_are_passed_through_and_not_overridden(tiny_model_dir, monkeypatch):
+    """device_map and quantization_config (GPU options) go to from_pretrained; the model is not moved."""
+    import transformers
+
+    seen, moved = {}, []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def recording(source, **kwargs):
+        seen.update(kwargs)
+        kwargs.pop("quantization_config")
+        model = real(source, **{k: v for k, v in kwargs.items() if k != "device_map"})
+        monkeypatch.setattr(model, "to", lambda *a, **k: moved.append(a) or model)
+        return model
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", recording)
+    options = {"device_map": "auto", "quantization_config": "4-bit stand-in", "revision": "main"}
+    loaded = load_model(tiny_model_dir, device="cpu", dtype="float32", model_kwargs=options)
+    assert {k: seen[k] for k in options} == options
+    assert moved == []
+    assert loaded.model.training is False
+
+
+def test_model_kwargs_must_be_a_dict(tiny_model, bpe_tokenizer):
+    with pytest.raises(ValueError, match="model_kwargs must be a dict"):
+        FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, model_kwargs=["device_map"]).fit(TRAIN_X, TRAIN_Y)
