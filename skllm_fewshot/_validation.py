@@ -9,19 +9,18 @@ from typing import Any
 
 import numpy as np
 
+from .prompt import RESERVED_CODE_POINTS
+
 __all__ = [
-    "InconsistentVersionWarning",
     "check_choice",
     "check_int",
     "check_label_words",
     "check_param_text",
-    "check_pickle_version",
+    "check_params",
     "check_targets",
     "check_texts",
+    "warn_numeric_classes",
 ]
-
-# Private-use code points mark user text while a chat template renders.
-_RESERVED = ("\ue000", "\ue001")
 
 
 def _is_missing(value: Any) -> bool:
@@ -153,7 +152,7 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} is empty; pass at least one text.")
     for i, value in enumerate(arr):
         if isinstance(value, str):
-            if value.startswith(_RESERVED) or any(c in value for c in _RESERVED):
+            if any(c in value for c in RESERVED_CODE_POINTS):
                 raise ValueError(
                     f"{name}[{i}] contains the reserved code point U+E000 or U+E001; remove it."
                 )
@@ -297,85 +296,41 @@ def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
     return words
 
 
-class InconsistentVersionWarning(UserWarning):
-    """A fitted estimator was pickled by another minor version of skllm-fewshot.
-
-    Like scikit-learn's warning of the same name: the fitted state may not match
-    this version's code. The message says what to do.
-
-    Attributes
-    ----------
-    estimator_name : str
-    original_version : str or None
-        The version that pickled the estimator; None when the pickle does not say.
-    current_version : str
-    """
-
-    def __init__(self, *, estimator_name: str, original_version: str | None, current_version: str) -> None:
-        self.estimator_name = estimator_name
-        self.original_version = original_version
-        self.current_version = current_version
-        if original_version:
-            made = f"skllm-fewshot {original_version}"
-            install = f"pip install skllm-fewshot=={original_version}"
-        else:
-            made = "an earlier skllm-fewshot build that did not record its version"
-            install = "pip install skllm-fewshot==<that version>"
-        super().__init__(
-            f"This {estimator_name} was pickled with {made} and is loaded with {current_version}; "
-            "its fitted state may not match this version, so predictions may differ or fail. Refit it "
-            f"with {current_version} (fit needs no training, only the data), or load it where the "
-            f"version that made it is installed: {install}."
-        )
-
-
-# Where a pickled estimator's state records the library version that made it.
-VERSION_KEY = "_skllm_fewshot_version"
-
-
-def library_version() -> str:
-    """The installed skllm-fewshot version (``skllm_fewshot.__version__``)."""
-    from . import __version__  # at call time: the package is imported by then
-
-    return __version__
-
-
-def _minor(version: str | None) -> tuple[int, ...] | None:
-    if not isinstance(version, str):
-        return None
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(version).release[:2]
-    except InvalidVersion:
-        return None
-
-
-def check_pickle_version(original: str | None, estimator_name: str) -> None:
-    """Warn when a pickle was made by another major or minor version of the library.
-
-    Parameters
-    ----------
-    original : str or None
-        The version stored in the pickle's state; None when it stores none.
-    estimator_name : str
-        Named in the warning.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from skllm_fewshot import __version__
-    >>> from skllm_fewshot._validation import check_pickle_version
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("error")
-    ...     check_pickle_version(__version__, "FewShotLLMClassifier")  # the same version: silent
-    """
-    current = library_version()
-    old = _minor(original)
-    if old is None or old != _minor(current):
+def warn_numeric_classes(classes: np.ndarray, label_words: Any) -> None:
+    """Warn when number classes have no label words: the model would score digits."""
+    if label_words is None and classes.dtype.kind in "iub":
+        shown = ", ".join(map(str, classes[:4])) + (", ..." if len(classes) > 4 else "")
         warnings.warn(
-            InconsistentVersionWarning(
-                estimator_name=estimator_name, original_version=original, current_version=current
-            ),
-            stacklevel=3,
+            f"The classes are numbers ({shown}) and label_words is None, so the prompt shows and the model "
+            "scores those digits. Give each class a word, e.g. label_words={0: 'negative', 1: 'positive'}. "
+            "(StackingClassifier, CalibratedClassifierCV and cross_val_predict pass classes encoded as 0..n-1.)",
+            UserWarning,
+            stacklevel=5,
         )
+
+
+def check_params(est: Any) -> None:
+    """Check a FewShotLLMClassifier's parameters at fit, with messages that say the fix."""
+    from .embedding import check_embedding
+    from .engine import SCORINGS as scorings
+    from .prompt import PROMPT_FORMATS as prompt_formats
+    from .selection import EXAMPLE_ORDERS as orders
+    from .selection import EXAMPLE_SELECTIONS as selections
+
+    check_int("n_examples_per_class", est.n_examples_per_class, 0)
+    check_choice("prompt_format", est.prompt_format, prompt_formats)
+    check_choice("example_selection", est.example_selection, selections)
+    check_choice("example_order", est.example_order, orders)
+    check_embedding(est.embedding)
+    check_choice("scoring", est.scoring, scorings)
+    if est.batch_size != "auto":
+        check_int("batch_size", est.batch_size, 1)
+    check_param_text("text_name", est.text_name)
+    check_param_text("label_name", est.label_name)
+    check_param_text("instruction", est.instruction, allow_none=True)
+    if est.model_kwargs is not None and not isinstance(est.model_kwargs, dict):
+        raise ValueError(
+            f"model_kwargs must be a dict of from_pretrained options or None; got {type(est.model_kwargs).__name__}."
+        )
+    if not isinstance(est.calibrate, (bool, np.bool_)):
+        raise ValueError(f"calibrate must be True or False; got {est.calibrate!r}.")

@@ -1,83 +1,41 @@
-"""The scikit-learn estimator: a thin layer over prompt, tokenization and scoring."""
+"""The scikit-learn estimator: parameters, validation and glue.
+
+``fit`` fits a selection strategy (:mod:`~skllm_fewshot.selection`) and builds the
+scoring engine of the prompt (:class:`~skllm_fewshot.engine.PromptScorer`);
+``predict_proba`` asks the strategy which texts go under which prompt and makes
+one engine call per prompt. The model, tokenization and scoring live below.
+"""
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.metrics.pairwise import cosine_similarity
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
 
-from ._validation import (
-    check_choice,
-    check_int,
-    check_label_words,
-    check_param_text,
-    check_pickle_version,
-    check_targets,
-    check_texts,
-)
-from ._validation import VERSION_KEY as _VERSION_KEY
-from ._validation import library_version as _library_version
-from .embedding import mean_pooled_embeddings
-from .loading import LoadedModel, load_model
-from .prompt import DEFAULT_INSTRUCTION, PROMPT_FORMATS, FewShotPrompt
-from .scoring import PrefixCachedScorer, score_in_batches, softmax
-from .selection import EXAMPLE_ORDERS, EXAMPLE_SELECTIONS, arrange, nearest_by_class, rng_for, stratified_by_class
-from .tokenization import PromptTokenizer
+from ._validation import check_label_words, check_params, check_targets, check_texts, warn_numeric_classes
+from .embedding import TextEmbedder
+from .engine import CONTENT_FREE, PromptScorer
+from .loading import ModelSpec
+from ._params import ModelParamsMixin
+from .persistence import restore, saved
+from .prompt import DEFAULT_INSTRUCTION, FewShotPrompt
+from .selection import PromptGroup, make_selection
 
-__all__ = ["FewShotLLMClassifier"]
+__all__ = ["CONTENT_FREE", "FewShotLLMClassifier"]
 
-SCORINGS = ("full_label", "first_token")
-# Content-free queries of contextual calibration (Zhao et al. 2021).
-CONTENT_FREE = ("N/A", "", "[MASK]")
-
-# Guards the lazy rebuild of an estimator's runtime (after unpickling), so two
+# Guards the lazy rebuild of an estimator's engine (after unpickling), so two
 # threads predicting at once build it once.
-_RUNTIME_LOCK = threading.Lock()
+_ENGINE_LOCK = threading.Lock()
 
 
-@dataclass
-class _Runtime:
-    """What a fitted estimator needs to predict; rebuilt, never pickled."""
-
-    loaded: LoadedModel
-    tokens: PromptTokenizer
-    scorer: PrefixCachedScorer
-
-
-class _Shown:
-    """A parameter shown by a short name in the estimator's repr."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def _is_reference(value: Any) -> bool:
-    """Whether a model/tokenizer parameter names what to load (rather than being the object)."""
-    return value is None or isinstance(value, (str, os.PathLike))
-
-
-def _short(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool, dict, tuple, list)):
-        return value
-    name = getattr(value, "name_or_path", "") or ""
-    return _Shown(f"<{type(value).__name__}{' ' + repr(name) if name else ''}>")
-
-
-class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
+class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     """Few-shot text classifier scored by an instruction-tuned causal language model.
 
     ``fit`` trains nothing: it picks ``n_examples_per_class`` examples of each class
@@ -190,14 +148,13 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         The scored tokens of each label word.
     content_free_proba_ : ndarray of shape (n_classes,) or None
         The mean class probabilities of the content-free queries when
-        ``calibrate=True`` and ``example_selection="stratified"``, else None.
-    pool_texts_, pool_labels_ : ndarray of shape (n_samples,)
-        With ``example_selection="similar"``: the training rows examples are
-        chosen from (None otherwise).
-    pool_embeddings_ : array of shape (n_samples, n_dims) or None
-        Their embeddings, unit rows for the default embedding.
-    embedding_ : transformer or None
-        The fitted clone when ``embedding`` is a scikit-learn transformer.
+        ``calibrate=True`` and every text shares one prompt, else None.
+    selection_ : StratifiedSelection or SimilarSelection
+        The fitted example selection (:mod:`skllm_fewshot.selection`); with
+        ``"similar"`` it holds the pool of rows and their embeddings.
+    engine_ : PromptScorer
+        The scoring engine of ``prompt_`` (a property: built at ``fit``, rebuilt
+        on first use after unpickling, never pickled).
 
     See Also
     --------
@@ -265,81 +222,14 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.poor_score = True
         return tags
 
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        # A model object's own repr is hundreds of lines; show its class and name.
-        shown = type(self).__new__(type(self))
-        shown.__dict__.update({k: _short(v) for k, v in self.get_params(deep=False).items()})
-        return BaseEstimator.__repr__(shown, N_CHAR_MAX)
-
-    def _get_params_html(self, deep: bool = True, doc_link: str = "") -> Any:
-        # The HTML repr's parameter table (scikit-learn >= 1.7): the same short names.
-        params = super()._get_params_html(deep, doc_link)
-        for name, value in list(params.items()):
-            params[name] = _short(value)
-        return params
-
-    def __sklearn_clone__(self) -> FewShotLLMClassifier:
-        # A model or tokenizer object is shared, not deep-copied as clone would: the
-        # library never changes it, and a grid search would copy the weights per fit.
-        params = self.get_params(deep=False)
-        shared = {k: params.pop(k) for k in ("model", "tokenizer") if not _is_reference(params[k])}
-        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, **shared)
-
     def __getstate__(self) -> dict:
-        # A copy: on Python >= 3.11 object.__getstate__ returns the live __dict__, and
-        # popping from it would drop the fitted estimator's runtime.
-        state = dict(super().__getstate__())
-        state.pop("_runtime", None)
-        # Compared on loading: another minor version's fitted state may not match this code.
-        state[_VERSION_KEY] = _library_version()
-        return state
+        # The engine holds the weights and the prefix cache: rebuilt on first use.
+        return saved(super().__getstate__(), transient=("_engine",))
 
     def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        check_pickle_version(state.pop(_VERSION_KEY, None), type(self).__name__)
-        super().__setstate__(state)
+        super().__setstate__(restore(state, type(self).__name__))
 
     # -- fit -----------------------------------------------------------------
-
-    def _check_params(self) -> None:
-        check_int("n_examples_per_class", self.n_examples_per_class, 0)
-        check_choice("prompt_format", self.prompt_format, PROMPT_FORMATS)
-        check_choice("example_selection", self.example_selection, EXAMPLE_SELECTIONS)
-        check_choice("example_order", self.example_order, EXAMPLE_ORDERS)
-        if not (
-            self.embedding is None
-            or isinstance(self.embedding, (str, os.PathLike))
-            or hasattr(self.embedding, "transform")
-            or callable(self.embedding)
-        ):
-            raise ValueError(
-                f"embedding={self.embedding!r} is not valid; use None (the classifier's model), a model "
-                "id or path, a scikit-learn transformer, or a callable from a list of texts to an array."
-            )
-        check_choice("scoring", self.scoring, SCORINGS)
-        if self.batch_size != "auto":
-            check_int("batch_size", self.batch_size, 1)
-        check_param_text("text_name", self.text_name)
-        check_param_text("label_name", self.label_name)
-        check_param_text("instruction", self.instruction, allow_none=True)
-        if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
-            raise ValueError(
-                f"model_kwargs must be a dict of from_pretrained options or None; got {type(self.model_kwargs).__name__}."
-            )
-        if not isinstance(self.calibrate, (bool, np.bool_)):
-            raise ValueError(f"calibrate must be True or False; got {self.calibrate!r}.")
-
-    def _by_class_checked(self, y: np.ndarray, rows: list[np.ndarray]) -> list[np.ndarray]:
-        k = self.n_examples_per_class
-        for c, picked in zip(self.classes_, rows):
-            if len(picked) < k:
-                warnings.warn(
-                    f"Class {c!r} has {len(picked)} training rows, fewer than n_examples_per_class={k}; "
-                    "all of them are used.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-        return rows
 
     def fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
         """Pick the few-shot examples and prepare the prompt; nothing is trained.
@@ -367,7 +257,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             raise
 
     def _fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
-        self._check_params()
+        check_params(self)
         if y is not None:  # None is left to validate_data, whose error scikit-learn's checks expect
             check_targets(y)
         texts = check_texts(X)
@@ -380,45 +270,24 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
         self.classes_ = classes
         self.label_words_ = check_label_words(self.label_words, self.classes_)
-        if self.label_words is None and classes.dtype.kind in "iub":
-            warnings.warn(
-                f"The classes are numbers ({', '.join(map(str, classes[:4]))}{', ...' if len(classes) > 4 else ''}) "
-                "and label_words is None, so the prompt shows and the model scores those digits. Give each "
-                "class a word, e.g. label_words={0: 'negative', 1: 'positive'}. (StackingClassifier, "
-                "CalibratedClassifierCV and cross_val_predict pass classes encoded as 0..n-1.)",
-                UserWarning,
-                stacklevel=3,
-            )
-        rng = check_random_state(self.random_state)
-        loaded = self._load()
-        self.pool_texts_ = self.pool_labels_ = self.pool_embeddings_ = self.embedding_ = None
-        if self.example_selection == "stratified":
-            by_class = stratified_by_class(y, classes, self.n_examples_per_class, rng)
-            rows = arrange(self._by_class_checked(y, by_class), self.example_order, rng)
-            self.examples_ = [(str(texts[i]), y[i]) for i in rows]
-        else:
-            self._by_class_checked(y, [np.flatnonzero(y == c) for c in classes])
-            self.examples_ = None
-            self.pool_texts_, self.pool_labels_ = texts.astype(object), y
-            # Drawn here so that a RandomState instance fixes the per-prompt orders too.
-            self._order_seed = int(rng.randint(2**31))
-            if hasattr(self.embedding, "transform"):
-                self.embedding_ = clone(self.embedding).fit(list(texts))
-            self.pool_embeddings_ = self._embed(list(texts), loaded)
-        prompt = self._make_prompt(self.examples_ or [])
-        tokens = PromptTokenizer(prompt, loaded.tokenizer)
-        self.prompt_ = prompt.render("{}", loaded.tokenizer)
-        self.label_token_ids_ = self._label_tokens(tokens)
-        self._runtime = self._build_runtime(loaded, tokens)
-        self.content_free_proba_ = None
-        if self.calibrate and self.example_selection == "stratified":
-            self.content_free_proba_ = softmax(self._scores(self._runtime, list(CONTENT_FREE), [])).mean(axis=0)
+        warn_numeric_classes(self.classes_, self.label_words)
+        spec = self._spec()
+        selection = make_selection(
+            self.example_selection, self.n_examples_per_class, self.example_order, TextEmbedder(self.embedding, spec)
+        )
+        self.selection_ = selection.fit(texts, y, self.classes_, check_random_state(self.random_state))
+        self.examples_ = selection.examples_
+        engine = self._new_engine(spec, selection.shown_examples)
+        self.prompt_ = engine.prompt_text
+        self.label_token_ids_ = engine.label_token_ids
+        # Calibrated per prompt; fitted here when every text shares the one prompt.
+        one = selection.one_prompt
+        self.content_free_proba_ = engine.content_free_proba() if self.calibrate and one else None
+        self._engine = engine
         return self
 
-    def _load(self) -> LoadedModel:
-        return load_model(
-            self.model, self.tokenizer, device=self.device, dtype=self.dtype, model_kwargs=self.model_kwargs
-        )
+    def _spec(self) -> ModelSpec:
+        return ModelSpec(self.model, self.tokenizer, self.device, self.dtype, self.model_kwargs)
 
     def _make_prompt(self, examples: list[tuple[str, Any]]) -> FewShotPrompt:
         words = dict(zip(self.classes_, self.label_words_))
@@ -431,89 +300,37 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             prompt_format=self.prompt_format,
         )
 
-    def _embed(self, texts: list[str], loaded: LoadedModel) -> Any:
-        if self.embedding is None:
-            return mean_pooled_embeddings(loaded.model, loaded.tokenizer, texts)
-        if isinstance(self.embedding, (str, os.PathLike)):
-            other = load_model(self.embedding, device=self.device, dtype=self.dtype)
-            return mean_pooled_embeddings(other.model, other.tokenizer, texts)
-        if self.embedding_ is not None:
-            return self.embedding_.transform(texts)
-        out = np.asarray(self.embedding(texts), dtype=float)
-        if out.ndim != 2 or len(out) != len(texts):
-            raise ValueError(
-                f"embedding returned an array of shape {out.shape} for {len(texts)} texts; "
-                "it must return one row per text."
-            )
-        return out
+    def _new_engine(self, spec: ModelSpec, examples: list[tuple[str, Any]]) -> PromptScorer:
+        return PromptScorer(
+            spec.load(),
+            self._make_prompt(examples),
+            scoring=self.scoring,
+            classes=self.classes_,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+        )
 
-    def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
-        if self.scoring == "full_label":
-            seqs = tokens.label_ids_in_context(self.label_words_)
-        else:
-            seqs = [ids[:1] for ids in tokens.label_first_tokens(self.label_words_)]
-        for c, w, ids in zip(self.classes_, self.label_words_, seqs):
-            if not ids:
-                raise ValueError(f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word.")
-        if self.scoring == "first_token":
-            first: dict[int, str] = {}
-            for w, ids in zip(self.label_words_, seqs):
-                if ids[0] in first:
-                    piece = tokens.tokenizer.convert_ids_to_tokens(ids[0])
-                    raise ValueError(
-                        f"The label words {first[ids[0]]!r} and {w!r} start with the same token "
-                        f"({piece!r}), so scoring='first_token' cannot tell them apart; use "
-                        "scoring='full_label' or other label_words."
-                    )
-                first[ids[0]] = w
-        return seqs
+    @property
+    def engine_(self) -> PromptScorer:
+        """The scoring engine of ``prompt_``; not pickled, rebuilt on first use."""
+        check_is_fitted(self)
+        engine = getattr(self, "_engine", None)
+        if engine is None:
+            with _ENGINE_LOCK:
+                engine = getattr(self, "_engine", None)
+                if engine is None:
+                    engine = self._new_engine(self._spec(), self.selection_.shown_examples)
+                    self._engine = engine
+        # Parameters that do not change the prompt may be set after fit.
+        engine.batch_size, engine.verbose = self.batch_size, self.verbose
+        return engine
 
-    def _limit_length(self, tokens: PromptTokenizer, loaded: LoadedModel) -> None:
-        """Cap prompts at the model's context, keeping room for the label tokens."""
-        context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
-        if not context:
-            return
-        longest_label = max(len(ids) for ids in self.label_token_ids_)
-        tokens.max_length = context - longest_label + 1
-        needed = len(tokens.encode([""])[0]) + longest_label - 1
-        if needed >= context:
-            raise ValueError(
-                f"The prompt needs {needed} tokens before any text (instruction, "
-                f"{len(self.examples_)} examples and the longest label), but the model's context is "
-                f"{context} tokens. Use a smaller n_examples_per_class (now {self.n_examples_per_class}) "
-                "or a shorter instruction."
-            )
-
-    def _build_runtime(self, loaded: LoadedModel, tokens: PromptTokenizer) -> _Runtime:
-        self._limit_length(tokens, loaded)
-        tok = loaded.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        scorer = PrefixCachedScorer(loaded.model, tokens.prefix_ids(), self.label_token_ids_, pad_id=pad)
-        return _Runtime(loaded, tokens, scorer)
-
-    def _get_runtime(self) -> _Runtime:
-        runtime = getattr(self, "_runtime", None)
-        if runtime is None:
-            with _RUNTIME_LOCK:
-                runtime = getattr(self, "_runtime", None)
-                if runtime is None:
-                    loaded = self._load()
-                    prompt = self._make_prompt(self.examples_ or [])
-                    runtime = self._build_runtime(loaded, PromptTokenizer(prompt, loaded.tokenizer))
-                    self._runtime = runtime
-        return runtime
+    def _engine_for(self, group: PromptGroup) -> PromptScorer:
+        if list(group.examples) == self.selection_.shown_examples:
+            return self.engine_
+        return self._new_engine(self._spec(), list(group.examples))
 
     # -- predict -------------------------------------------------------------
-
-    def _resolve_batch_size(self, runtime: _Runtime) -> int:
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        scorer = runtime.scorer
-        if scorer.device.type != "cuda":
-            # On a CPU the engine packs a batch into forwards of a bounded size anyway.
-            return 16
-        free, _ = torch.cuda.mem_get_info(scorer.device)
-        return scorer.rows_that_fit(free_bytes=free // 2)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of each text.
@@ -530,13 +347,13 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         texts = check_texts(X)
         validate_data(self, texts, reset=False, ensure_2d=False, dtype=None, ensure_all_finite=False)
-        texts = list(texts)
+        groups = self.selection_.groups(texts)
+        proba = np.empty((len(texts), len(self.classes_)))
         cut: list[int] = []
-        if self.example_selection == "stratified":
-            runtime = self._get_runtime()
-            proba = _calibrated(softmax(self._scores(runtime, texts, cut, self.verbose)), self.content_free_proba_)
-        else:
-            proba = self._similar_proba(texts, cut)
+        for group in tqdm(groups, desc="prompts", disable=not self.verbose or len(groups) == 1):
+            proba[group.rows] = self._engine_for(group).proba(
+                texts[group.rows], calibrate=self.calibrate, truncated=cut
+            )
         if cut:
             warnings.warn(
                 f"{len(cut)} of {len(texts)} texts did not fit in the model's context with the prompt "
@@ -545,29 +362,6 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         return proba
-
-    def _scores(self, runtime: _Runtime, texts: list[str], cut: list[int], verbose: bool = False) -> np.ndarray:
-        """Label scores of texts under one prompt; the rows cut to fit go into ``cut``."""
-        on_oom = torch.cuda.empty_cache if runtime.scorer.device.type == "cuda" else None
-        return score_in_batches(
-            runtime.scorer.score,
-            lambda chunk: runtime.tokens.encode(chunk, truncated=cut),
-            texts,
-            len(self.classes_),
-            self._resolve_batch_size(runtime),
-            verbose=verbose,
-            on_oom=on_oom,
-        )
-
-    def _similar_examples(self, texts: list[str]) -> list[tuple[int, ...]]:
-        """The pool rows in each text's prompt, in prompt order."""
-        loaded = self._get_runtime().loaded
-        similarity = cosine_similarity(self._embed(texts, loaded), self.pool_embeddings_)
-        by_class = nearest_by_class(similarity, self.pool_labels_, self.classes_, self.n_examples_per_class)
-        return [
-            tuple(arrange(rows, self.example_order, rng_for(self._order_seed, np.concatenate(rows))))
-            for rows in by_class
-        ]
 
     def examples_for(self, X: Any) -> list[list[tuple[str, Any]]]:
         """The examples each text's prompt shows, in prompt order.
@@ -582,29 +376,7 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
             With ``example_selection="stratified"``, ``examples_`` for every text.
         """
         check_is_fitted(self)
-        texts = list(check_texts(X))
-        if self.example_selection == "stratified":
-            return [list(self.examples_) for _ in texts]
-        return [
-            [(str(self.pool_texts_[i]), self.pool_labels_[i]) for i in rows] for rows in self._similar_examples(texts)
-        ]
-
-    def _similar_proba(self, texts: list[str], cut: list[int]) -> np.ndarray:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, rows in enumerate(self._similar_examples(texts)):
-            groups.setdefault(rows, []).append(i)
-        loaded = self._get_runtime().loaded
-        proba = np.empty((len(texts), len(self.classes_)))
-        extra = list(CONTENT_FREE) if self.calibrate else []
-        for rows, members in tqdm(groups.items(), desc="prompts", disable=not self.verbose):
-            examples = [(self.pool_texts_[i], self.pool_labels_[i]) for i in rows]
-            runtime = self._build_runtime(loaded, PromptTokenizer(self._make_prompt(examples), loaded.tokenizer))
-            group_cut: list[int] = []
-            p = softmax(self._scores(runtime, [texts[i] for i in members] + extra, group_cut))
-            cut.extend(group_cut)  # counted only: the content-free queries are never cut
-            prior = p[len(members) :].mean(axis=0) if extra else None
-            proba[members] = _calibrated(p[: len(members)], prior)
-        return proba
+        return self.selection_.examples_for(list(check_texts(X)))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each text.
@@ -620,11 +392,3 @@ class FewShotLLMClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)  # first, so that an unfitted estimator raises NotFittedError
         return self.classes_[np.argmax(proba, axis=1)]
 
-
-def _calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
-    """Contextual calibration: divide by the content-free probabilities and renormalise."""
-    if prior is None:
-        return proba
-    # Floored so that a label the model never predicts cannot divide by zero.
-    proba = proba / np.maximum(prior, 1e-300)
-    return proba / proba.sum(axis=1, keepdims=True)

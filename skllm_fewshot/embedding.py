@@ -7,6 +7,7 @@ search that refits on the same rows embeds each of them once.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -15,9 +16,82 @@ from typing import Any
 import numpy as np
 import torch
 
+from .loading import ModelSpec
 from .tokenization import token_ids
 
-__all__ = ["mean_pooled_embeddings"]
+__all__ = ["TextEmbedder", "check_embedding", "mean_pooled_embeddings"]
+
+
+def check_embedding(embedding: Any) -> Any:
+    """Reject an ``embedding`` parameter that is none of the accepted kinds."""
+    if not (
+        embedding is None
+        or isinstance(embedding, (str, os.PathLike))
+        or hasattr(embedding, "transform")
+        or callable(embedding)
+    ):
+        raise ValueError(
+            f"embedding={embedding!r} is not valid; use None (the classifier's model), a model "
+            "id or path, a scikit-learn transformer, or a callable from a list of texts to an array."
+        )
+    return embedding
+
+
+class TextEmbedder:
+    """Texts to vectors, as the classifier's ``embedding`` parameter says.
+
+    Parameters
+    ----------
+    embedding : None, str, path, transformer or callable
+        ``None``: the mean-pooled last hidden states of ``spec``'s model; a model id
+        or path: that causal LM's, the same way; a scikit-learn transformer, cloned
+        and fitted by :meth:`fit`; a callable from a list of texts to a 2-D array.
+    spec : ModelSpec
+        The classifier's model, and the device and dtype for another one.
+
+    Attributes
+    ----------
+    transformer_ : transformer or None
+        The fitted clone, for a scikit-learn transformer.
+
+    Examples
+    --------
+    >>> from sklearn.feature_extraction.text import TfidfVectorizer
+    >>> from skllm_fewshot.embedding import TextEmbedder
+    >>> from skllm_fewshot.loading import ModelSpec
+    >>> TextEmbedder(TfidfVectorizer(), ModelSpec()).fit(["a b", "b c"]).transform(["a c"]).shape
+    (1, 3)
+    """
+
+    def __init__(self, embedding: Any, spec: ModelSpec) -> None:
+        self.embedding = check_embedding(embedding)
+        self.spec = spec
+        self.transformer_ = None
+
+    def fit(self, texts: Sequence[str]) -> TextEmbedder:
+        if hasattr(self.embedding, "transform"):
+            from sklearn.base import clone
+
+            self.transformer_ = clone(self.embedding).fit(list(texts))
+        return self
+
+    def transform(self, texts: Sequence[str]) -> Any:
+        texts = list(texts)
+        if self.embedding is None or isinstance(self.embedding, (str, os.PathLike)):
+            spec = self.spec
+            if self.embedding is not None:
+                spec = ModelSpec(self.embedding, device=spec.device, dtype=spec.dtype)
+            loaded = spec.load()
+            return mean_pooled_embeddings(loaded.model, loaded.tokenizer, texts)
+        if self.transformer_ is not None:
+            return self.transformer_.transform(texts)
+        out = np.asarray(self.embedding(texts), dtype=float)
+        if out.ndim != 2 or len(out) != len(texts):
+            raise ValueError(
+                f"embedding returned an array of shape {out.shape} for {len(texts)} texts; "
+                "it must return one row per text."
+            )
+        return out
 
 # model -> {text: vector}; weak, so the cache goes with the model.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

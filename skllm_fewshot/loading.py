@@ -20,7 +20,9 @@ from .attention import register as register_block_attention
 from .families import BLOCK_ATTENTION_FAMILIES
 
 __all__ = [
+    "LoadedModel",
     "ModelNotAvailableError",
+    "ModelSpec",
     "clear_model_cache",
     "default_model_path",
     "load_model",
@@ -44,6 +46,33 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     source: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: the arguments of :func:`load_model`, kept to load again later.
+
+    A fitted estimator keeps this, never the weights: after unpickling (or on a Dask
+    worker) :meth:`load` goes through the process-wide cache.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.loading import ModelSpec
+    >>> ModelSpec("path/to/model", device="cpu").device
+    'cpu'
+    """
+
+    model: Any = None
+    tokenizer: Any = None
+    device: Any = "auto"
+    dtype: Any = "auto"
+    model_kwargs: dict | None = None
+
+    def load(self) -> LoadedModel:
+        """The model and tokenizer, through the cache (:func:`load_model`)."""
+        return load_model(
+            self.model, self.tokenizer, device=self.device, dtype=self.dtype, model_kwargs=self.model_kwargs
+        )
 
 
 _CACHE: dict[tuple, LoadedModel] = {}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["DEFAULT_INSTRUCTION", "FewShotPrompt", "Piece"]
+__all__ = ["DEFAULT_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece"]
 
 DEFAULT_INSTRUCTION = "Classify each {text_name} into one of these categories: {labels}."
 
@@ -20,7 +20,8 @@ PROMPT_FORMATS = ("plain", "chat")
 
 # Private-use code points mark user text while a chat template renders; they never
 # occur in templates, and texts that contain them are rejected by validation.
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+RESERVED_CODE_POINTS = ("\ue000", "\ue001")
+_MARK_OPEN, _MARK_CLOSE = RESERVED_CODE_POINTS
 _MARK_RE = re.compile(f"{_MARK_OPEN}(-?\\d+){_MARK_CLOSE}")
 QUERY_SLOT = -1
 

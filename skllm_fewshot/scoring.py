@@ -222,6 +222,16 @@ class PrefixCachedScorer:
         head = 2 * (1 + len(self.trie.tokens)) * cfg.vocab_size * 4
         return int(max(1, min(512, free_bytes // (kv + activations + attention + head))))
 
+    @property
+    def has_prefix_cache(self) -> bool:
+        """Whether the prefix's key/value cache is built (it is, on first use)."""
+        return self._prefix_kv is not None
+
+    @property
+    def is_building(self) -> bool:
+        """Whether a thread is building the prefix cache now."""
+        return self._lock.locked()
+
     def prefix_kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The prefix's keys and values per layer, each ``(1, heads, P, dim)``."""
         if self._prefix_kv is None:

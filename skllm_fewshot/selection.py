@@ -1,5 +1,11 @@
 """Which training rows become the prompt's examples, and in what order.
 
+A selection strategy is fitted on the training rows and then says, for any texts,
+which examples go into which prompt: :meth:`groups` returns one
+:class:`PromptGroup` per distinct prompt with the texts scored under it. The
+classifier never branches on the strategy; a new one implements ``fit``,
+``groups`` and ``examples_for`` and is added to :data:`EXAMPLE_SELECTIONS`.
+
 Two selections: ``"stratified"`` draws the same ``k`` rows of each class for every
 query; ``"similar"`` takes, for each query, the ``k`` rows of each class nearest to
 it. Two orders: ``"shuffle"`` (a random permutation) and ``"interleave"`` (rounds of
@@ -9,15 +15,192 @@ always nearest the query).
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["EXAMPLE_ORDERS", "EXAMPLE_SELECTIONS", "arrange", "nearest_by_class", "rng_for", "stratified_by_class"]
+__all__ = [
+    "EXAMPLE_ORDERS",
+    "EXAMPLE_SELECTIONS",
+    "PromptGroup",
+    "SimilarSelection",
+    "StratifiedSelection",
+    "arrange",
+    "make_selection",
+    "nearest_by_class",
+    "rng_for",
+    "stratified_by_class",
+]
 
-EXAMPLE_SELECTIONS = ("stratified", "similar")
 EXAMPLE_ORDERS = ("shuffle", "interleave")
+
+Example = tuple[str, Any]  # (text, class)
+
+
+@dataclass(frozen=True)
+class PromptGroup:
+    """Texts scored under the same prompt.
+
+    Attributes
+    ----------
+    examples : tuple of (str, class)
+        The prompt's examples, in prompt order.
+    rows : ndarray of int
+        The positions of the texts, among those given to ``groups``, that get them.
+    """
+
+    examples: tuple[Example, ...]
+    rows: np.ndarray
+
+
+def _warn_small_classes(y: np.ndarray, classes: np.ndarray, k: int) -> None:
+    for c in classes:
+        n = int(np.sum(y == c))
+        if n < k:
+            warnings.warn(
+                f"Class {c!r} has {n} training rows, fewer than n_examples_per_class={k}; all of them are used.",
+                UserWarning,
+                stacklevel=5,
+            )
+
+
+class StratifiedSelection:
+    """The same ``k`` random rows of each class in every prompt.
+
+    Parameters
+    ----------
+    n_examples_per_class : int
+    order : {"shuffle", "interleave"}
+
+    Attributes
+    ----------
+    examples_ : list of (str, class)
+        The examples, in prompt order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.selection import StratifiedSelection
+    >>> sel = StratifiedSelection(1, "shuffle").fit(
+    ...     np.array(["a", "b", "c"], dtype=object), np.array([0, 1, 1]), np.array([0, 1]),
+    ...     np.random.RandomState(0))
+    >>> [len(g.rows) for g in sel.groups(["x", "y"])]
+    [2]
+    """
+
+    # Every text is scored under the same prompt.
+    one_prompt = True
+
+    def __init__(self, n_examples_per_class: int, order: str) -> None:
+        self.n_examples_per_class = n_examples_per_class
+        self.order = order
+
+    def fit(
+        self, texts: np.ndarray, y: np.ndarray, classes: np.ndarray, rng: np.random.RandomState
+    ) -> StratifiedSelection:
+        _warn_small_classes(y, classes, self.n_examples_per_class)
+        rows = arrange(stratified_by_class(y, classes, self.n_examples_per_class, rng), self.order, rng)
+        self.examples_ = [(str(texts[i]), y[i]) for i in rows]
+        return self
+
+    @property
+    def shown_examples(self) -> list[Example]:
+        """The examples of the prompt shown as the classifier's ``prompt_``."""
+        return list(self.examples_)
+
+    def groups(self, texts: Sequence[str]) -> list[PromptGroup]:
+        return [PromptGroup(tuple(self.examples_), np.arange(len(texts)))]
+
+    def examples_for(self, texts: Sequence[str]) -> list[list[Example]]:
+        return [list(self.examples_) for _ in texts]
+
+
+class SimilarSelection:
+    """For each text, the ``k`` rows of each class nearest to it.
+
+    Parameters
+    ----------
+    n_examples_per_class : int
+    order : {"shuffle", "interleave"}
+    embedder : TextEmbedder
+        Texts to vectors; similarity is the cosine of the vectors.
+
+    Attributes
+    ----------
+    pool_texts_, pool_labels_ : ndarray of shape (n_rows,)
+        The training rows examples are chosen from.
+    pool_embeddings_ : array of shape (n_rows, n_dims)
+    """
+
+    one_prompt = False
+    # No examples are shared by every prompt.
+    examples_ = None
+
+    def __init__(self, n_examples_per_class: int, order: str, embedder: Any) -> None:
+        self.n_examples_per_class = n_examples_per_class
+        self.order = order
+        self.embedder = embedder
+
+    def fit(
+        self, texts: np.ndarray, y: np.ndarray, classes: np.ndarray, rng: np.random.RandomState
+    ) -> SimilarSelection:
+        _warn_small_classes(y, classes, self.n_examples_per_class)
+        self.classes_ = classes
+        self.pool_texts_, self.pool_labels_ = np.asarray(texts, dtype=object), y
+        # Drawn here so that a RandomState instance fixes the per-prompt orders too.
+        self.order_seed_ = int(rng.randint(2**31))
+        self.pool_embeddings_ = self.embedder.fit(list(texts)).transform(list(texts))
+        return self
+
+    @property
+    def shown_examples(self) -> list[Example]:
+        return []
+
+    def _rows(self, texts: Sequence[str]) -> list[tuple[int, ...]]:
+        """The pool rows in each text's prompt, in prompt order."""
+        from sklearn.metrics.pairwise import cosine_similarity
+
+        similarity = cosine_similarity(self.embedder.transform(list(texts)), self.pool_embeddings_)
+        by_class = nearest_by_class(similarity, self.pool_labels_, self.classes_, self.n_examples_per_class)
+        return [
+            tuple(arrange(rows, self.order, rng_for(self.order_seed_, np.concatenate(rows)))) for rows in by_class
+        ]
+
+    def _example(self, row: int) -> Example:
+        return (str(self.pool_texts_[row]), self.pool_labels_[row])
+
+    def groups(self, texts: Sequence[str]) -> list[PromptGroup]:
+        members: dict[tuple[int, ...], list[int]] = {}
+        for i, rows in enumerate(self._rows(texts)):
+            members.setdefault(rows, []).append(i)
+        return [
+            PromptGroup(tuple(self._example(r) for r in rows), np.asarray(idx)) for rows, idx in members.items()
+        ]
+
+    def examples_for(self, texts: Sequence[str]) -> list[list[Example]]:
+        return [[self._example(r) for r in rows] for rows in self._rows(texts)]
+
+
+# The name of each strategy, as the classifier's example_selection parameter takes it.
+EXAMPLE_SELECTIONS = ("stratified", "similar")
+
+
+def make_selection(name: str, n_examples_per_class: int, order: str, embedder: Any = None) -> Any:
+    """The (unfitted) strategy called ``name``.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.selection import make_selection
+    >>> type(make_selection("stratified", 1, "shuffle")).__name__
+    'StratifiedSelection'
+    """
+    if name == "similar":
+        return SimilarSelection(n_examples_per_class, order, embedder)
+    return StratifiedSelection(n_examples_per_class, order)
 
 
 def stratified_by_class(

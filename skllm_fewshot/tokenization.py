@@ -16,7 +16,7 @@ from typing import Any
 
 from .prompt import FewShotPrompt, Piece
 
-__all__ = ["PromptTokenizer", "common_prefix_length", "token_ids"]
+__all__ = ["TOKENIZER_LOCK", "PromptTokenizer", "common_prefix_length", "token_ids"]
 
 # A fast tokenizer keeps call options (split_special_tokens, truncation, padding) as
 # state on its Rust backend, set by each call just before it encodes. Two threads
@@ -25,7 +25,7 @@ __all__ = ["PromptTokenizer", "common_prefix_length", "token_ids"]
 # "<|im_start|>" read as the special token, or fail with "Already borrowed". Every
 # call made here holds this lock; one lock for all tokenizers, since a cached
 # tokenizer is shared by many estimators and tokenizing is cheap next to scoring.
-_TOKENIZER_LOCK = threading.RLock()
+TOKENIZER_LOCK = threading.RLock()
 
 
 def token_ids(tokenizer: Any, text: str | list[str], **kwargs: Any) -> Any:
@@ -37,7 +37,7 @@ def token_ids(tokenizer: Any, text: str | list[str], **kwargs: Any) -> Any:
     >>> token_ids(lambda text, **kw: {"input_ids": [len(text)]}, "abc")
     [3]
     """
-    with _TOKENIZER_LOCK:
+    with TOKENIZER_LOCK:
         return tokenizer(text, **kwargs)["input_ids"]
 
 
@@ -70,14 +70,19 @@ class PromptTokenizer:
         A Hugging Face tokenizer.
     max_length : int, optional
         The longest prompt the model takes, in tokens; longer queries are cut.
+
+    Attributes
+    ----------
+    head_text, tail_text : str
+        The prompt's text before and after the query (the chat template applied).
     """
 
     def __init__(self, prompt: FewShotPrompt, tokenizer: Any, max_length: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.head, self.tail = prompt.split(tokenizer)
-        self._head_text = "".join(p.text for p in self.head)
-        self._tail_text = "".join(p.text for p in self.tail)
+        self.head_text = "".join(p.text for p in self.head)
+        self.tail_text = "".join(p.text for p in self.tail)
         self._add_special = prompt.prompt_format == "plain"
         self._bos, self._n_eos = self._special_affixes() if self._add_special else ([], 0)
         specials = sorted(
@@ -174,7 +179,7 @@ class PromptTokenizer:
         query_ids = self._encode_plain(query)
         keep = len(query_ids) - (length - self.max_length)
         while keep > 0:
-            with _TOKENIZER_LOCK:
+            with TOKENIZER_LOCK:
                 text = self.tokenizer.decode(query_ids[:keep])
             ids = self._encode_all([text], answer)[0]
             if len(ids) <= self.max_length:
@@ -185,13 +190,13 @@ class PromptTokenizer:
     def _encode_all(self, queries: Sequence[str], answer: str = "") -> list[list[int]]:
         out: list[list[int] | None] = [None] * len(queries)
         plain_rows = []
-        tail = self._tail_text + answer
+        tail = self.tail_text + answer
         for i, q in enumerate(queries):
             if self._examples_need_care or self._has_special(q):
                 out[i] = self._encode_guarded([*self.head, Piece(q, user=True), *self.tail, Piece(answer)])
             else:
                 plain_rows.append(i)
-        encoded = self._encode_batch([self._head_text + queries[i] + tail for i in plain_rows])
+        encoded = self._encode_batch([self.head_text + queries[i] + tail for i in plain_rows])
         for i, ids in zip(plain_rows, encoded):
             out[i] = ids
         return out  # type: ignore[return-value]
@@ -200,7 +205,7 @@ class PromptTokenizer:
         """Token ids of the prompt before the query slot."""
         if self._examples_need_care:
             return self._encode_guarded(self.head)
-        return self._encode_batch([self._head_text])[0]
+        return self._encode_batch([self.head_text])[0]
 
     def label_ids_in_context(self, words: Sequence[str]) -> list[list[int]]:
         """Each label word's tokens as they follow the prompt (``full_label`` scoring).

@@ -1,0 +1,243 @@
+"""One prompt's scoring engine: texts in, label scores and probabilities out.
+
+:class:`PromptScorer` owns the whole chain for the texts scored under one prompt:
+tokenization inside the prompt (:mod:`~skllm_fewshot.tokenization`), the context
+limit, batching and the out-of-memory policy, the prefix-cached forward passes
+(:mod:`~skllm_fewshot.scoring`), and what a head reads: label log-likelihoods,
+or probabilities with or without contextual calibration.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .loading import LoadedModel
+from .prompt import FewShotPrompt
+from .scoring import PrefixCachedScorer, score_in_batches, softmax
+from .tokenization import PromptTokenizer
+
+__all__ = ["CONTENT_FREE", "SCORINGS", "PromptScorer", "calibrated"]
+
+SCORINGS = ("full_label", "first_token")
+# Content-free queries of contextual calibration (Zhao et al. 2021).
+CONTENT_FREE = ("N/A", "", "[MASK]")
+
+
+def calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """Contextual calibration: divide by the content-free probabilities and renormalise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.engine import calibrated
+    >>> calibrated(np.array([[0.5, 0.5]]), np.array([0.8, 0.2]))
+    array([[0.2, 0.8]])
+    """
+    if prior is None:
+        return proba
+    # Floored so that a label the model never predicts cannot divide by zero.
+    proba = proba / np.maximum(prior, 1e-300)
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+class PromptScorer:
+    """Scores texts under one few-shot prompt.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        The model and tokenizer (:func:`skllm_fewshot.loading.load_model`).
+    prompt : FewShotPrompt
+        The prompt; its ``label_words`` are the classes' words, in class order.
+    scoring : {"full_label", "first_token"}, default="full_label"
+        Score every token of a label word, or its first token only (the seed's).
+    classes : sequence, optional
+        The class of each label word, named in error messages.
+    batch_size : int or "auto", default=16
+        Prompts per forward pass; ``"auto"`` sizes batches from free CUDA memory.
+    verbose : bool, default=False
+        Show a progress bar while scoring.
+    layout : {"packed", "padded", "plain"}, optional
+        Forces a batch layout (see :class:`~skllm_fewshot.scoring.PrefixCachedScorer`).
+
+    Attributes
+    ----------
+    tokens : PromptTokenizer
+        The prompt's tokenizer, with the context limit as ``max_length``.
+    label_token_ids : list of list of int
+        The scored tokens of each label word.
+    scorer : PrefixCachedScorer
+        The prefix-cached forward passes.
+
+    Raises
+    ------
+    ValueError
+        If a label word has no tokens, two words start with the same token under
+        ``scoring="first_token"``, or the prompt alone does not fit the context.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.engine import PromptScorer
+    >>> from skllm_fewshot.loading import load_model
+    >>> from skllm_fewshot.prompt import FewShotPrompt
+    >>> prompt = FewShotPrompt("Sentiment: {labels}.", [("I love it", "positive")],
+    ...                        ["negative", "positive"], "Review", "Sentiment")
+    >>> engine = PromptScorer(load_model(), prompt)  # doctest: +SKIP
+    >>> engine.proba(["So bad", "Great"], calibrate=True).shape  # doctest: +SKIP
+    (2, 2)
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        prompt: FewShotPrompt,
+        *,
+        scoring: str = "full_label",
+        classes: Sequence[Any] | None = None,
+        batch_size: int | str = 16,
+        verbose: bool = False,
+        layout: str | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.prompt = prompt
+        self.scoring = scoring
+        self.classes = list(prompt.label_words if classes is None else classes)
+        self.batch_size = batch_size
+        self.verbose = verbose
+        unlimited = PromptTokenizer(prompt, loaded.tokenizer)
+        self.label_token_ids = self._label_tokens(unlimited)
+        self.tokens = PromptTokenizer(prompt, loaded.tokenizer, max_length=self._max_length(unlimited))
+        tok = loaded.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self.scorer = PrefixCachedScorer(
+            loaded.model, self.tokens.prefix_ids(), self.label_token_ids, pad_id=pad, layout=layout
+        )
+        self._prior: np.ndarray | None = None
+        self._prior_lock = threading.Lock()
+
+    # -- set-up -------------------------------------------------------------------
+
+    def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
+        words = list(self.prompt.label_words)
+        if self.scoring == "full_label":
+            seqs = tokens.label_ids_in_context(words)
+        else:
+            seqs = [ids[:1] for ids in tokens.label_first_tokens(words)]
+        for c, w, ids in zip(self.classes, words, seqs):
+            if not ids:
+                raise ValueError(f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word.")
+        if self.scoring == "first_token":
+            first: dict[int, str] = {}
+            for w, ids in zip(words, seqs):
+                if ids[0] in first:
+                    piece = tokens.tokenizer.convert_ids_to_tokens(ids[0])
+                    raise ValueError(
+                        f"The label words {first[ids[0]]!r} and {w!r} start with the same token "
+                        f"({piece!r}), so scoring='first_token' cannot tell them apart; use "
+                        "scoring='full_label' or other label_words."
+                    )
+                first[ids[0]] = w
+        return seqs
+
+    def _max_length(self, tokens: PromptTokenizer) -> int | None:
+        """The longest prompt that leaves room for the label tokens in the model's context."""
+        context = getattr(self.loaded.model.config.get_text_config(), "max_position_embeddings", None)
+        if not context:
+            return None
+        longest_label = max(len(ids) for ids in self.label_token_ids)
+        needed = len(tokens.encode([""])[0]) + longest_label - 1
+        if needed >= context:
+            raise ValueError(
+                f"The prompt needs {needed} tokens before any text (instruction, "
+                f"{len(self.prompt.examples)} examples and the longest label), but the model's context is "
+                f"{context} tokens. Use a smaller n_examples_per_class or a shorter instruction."
+            )
+        return context - longest_label + 1
+
+    # -- what it tells --------------------------------------------------------------
+
+    @property
+    def prompt_text(self) -> str:
+        """The rendered prompt, ``{}`` where the text goes."""
+        return self.prompt.render("{}", self.loaded.tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.scorer.device
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Work done so far: ``tokens`` run through the model, LM-head ``head_rows``."""
+        return dict(self.scorer.stats)
+
+    # -- scoring --------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str], truncated: list[int] | None = None) -> list[list[int]]:
+        """Token ids of the whole prompt with each text in it (cut to the context)."""
+        return self.tokens.encode(texts, truncated=truncated)
+
+    def _resolve_batch_size(self) -> int:
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        if self.device.type != "cuda":
+            # On a CPU the engine packs a batch into forwards of a bounded size anyway.
+            return 16
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return self.scorer.rows_that_fit(free_bytes=free // 2)
+
+    def log_likelihoods(self, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        """Log-likelihood of each label word after the prompt with each text.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        truncated : list, optional
+            The indices of texts cut to fit the context are appended to it.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_classes), float64
+        """
+        on_oom = torch.cuda.empty_cache if self.device.type == "cuda" else None
+        return score_in_batches(
+            self.scorer.score,
+            lambda chunk: self.encode(chunk, truncated),
+            list(texts),
+            len(self.label_token_ids),
+            self._resolve_batch_size(),
+            verbose=self.verbose,
+            on_oom=on_oom,
+        )
+
+    def content_free_proba(self) -> np.ndarray:
+        """Mean class probabilities of the content-free queries (computed once)."""
+        if self._prior is None:
+            with self._prior_lock:
+                if self._prior is None:
+                    self._prior = softmax(self.log_likelihoods(list(CONTENT_FREE))).mean(axis=0)
+        return self._prior
+
+    def proba(
+        self, texts: Sequence[str], *, calibrate: bool = False, truncated: list[int] | None = None
+    ) -> np.ndarray:
+        """Class probabilities: the softmax of the label scores, calibrated or not.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        calibrate : bool, default=False
+            Divide by :meth:`content_free_proba` and renormalise.
+        truncated : list, optional
+            The indices of texts cut to fit the context are appended to it.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_classes), float64
+        """
+        proba = softmax(self.log_likelihoods(texts, truncated))
+        return calibrated(proba, self.content_free_proba() if calibrate else None)
