@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         print(f"  {name}: {1000 * seconds / count:.1f} ms/tweet", flush=True)
 
     seed_clf = make(scoring="first_token")
-    runtime = seed_clf._get_runtime()
-    prompts = [runtime.tokens._head_text + t + runtime.tokens._tail_text for t in texts]
+    prompts = [seed_clf.prompt_.replace("{}", t) for t in texts]
     n_seed = min(len(texts), args.n_seed or len(texts))
 
     def seed_loop():
@@ -118,10 +117,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     def library(clf):
         def fn():
-            scorer = clf._get_runtime().scorer
-            before = dict(scorer.stats)
+            before = clf.engine_.stats
             proba = clf.predict_proba(texts)
-            return proba, scorer.stats["tokens"] - before["tokens"], scorer.stats["head_rows"] - before["head_rows"]
+            after = clf.engine_.stats
+            return proba, after["tokens"] - before["tokens"], after["head_rows"] - before["head_rows"]
 
         return fn
 
