@@ -14,6 +14,7 @@ from .prompt import RESERVED_CODE_POINTS
 __all__ = [
     "check_choice",
     "check_int",
+    "check_label_descriptions",
     "check_label_words",
     "check_param_text",
     "check_params",
@@ -334,3 +335,60 @@ def check_params(est: Any) -> None:
         )
     if not isinstance(est.calibrate, (bool, np.bool_)):
         raise ValueError(f"calibrate must be True or False; got {est.calibrate!r}.")
+
+
+def check_label_descriptions(descriptions: Any, classes: np.ndarray) -> list[str] | None:
+    """The description of each class, in class order (None when there are none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot._validation import check_label_descriptions
+    >>> check_label_descriptions({"a": "first", "b": "second"}, np.array(["a", "b"]))
+    ['first', 'second']
+    """
+    if descriptions is None:
+        return None
+    if not isinstance(descriptions, Mapping):
+        raise TypeError(
+            f"label_descriptions must be a dict mapping class -> description; got {type(descriptions).__name__}."
+        )
+    missing = [c for c in classes if c not in descriptions]
+    if missing:
+        raise ValueError(
+            f"label_descriptions has no description for the classes [{', '.join(map(_show, missing))}]; "
+            "describe every class."
+        )
+    out = []
+    for c in classes:
+        text = descriptions[c]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"The description of class {_show(c)} is {_show(text)}; use a non-empty str.")
+        out.append(check_param_text(f"The description of class {_show(c)}", text))
+    return out
+
+
+def check_zero_shot(X: Any, y: Any, n_examples_per_class: int) -> np.ndarray:
+    """The class names of a row-less fit, ``fit(None, names)``.
+
+    Examples
+    --------
+    >>> from skllm_fewshot._validation import check_zero_shot
+    >>> check_zero_shot(None, ["neg", "pos"], 0)
+    array(['neg', 'pos'], dtype=object)
+    """
+    if y is None:
+        raise ValueError(
+            "fit(None, y) is zero-shot from the class names: pass them as y, e.g. "
+            "fit(None, ['negative', 'neutral', 'positive']); or pass X, the labelled texts."
+        )
+    if n_examples_per_class > 0:
+        raise ValueError(
+            f"X=None (zero-shot from the class names) has no rows to show as examples, but "
+            f"n_examples_per_class={n_examples_per_class}; use n_examples_per_class=0, or pass labelled texts as X."
+        )
+    check_targets(y)
+    names = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else list(y), dtype=object)
+    if names.ndim != 1:
+        raise ValueError(f"With X=None, y must be a 1-D list of class names; got shape {names.shape}.")
+    return names

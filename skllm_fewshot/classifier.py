@@ -19,13 +19,16 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._validation import check_label_words, check_params, check_targets, check_texts, warn_numeric_classes
+from ._validation import (
+    check_label_descriptions, check_label_words, check_params, check_targets, check_texts, check_zero_shot,
+    warn_numeric_classes,
+)  # fmt: skip
 from .embedding import TextEmbedder
 from .engine import CONTENT_FREE, PromptScorer
 from .loading import ModelSpec
 from ._params import ModelParamsMixin
 from .persistence import restore, saved
-from .prompt import DEFAULT_INSTRUCTION, FewShotPrompt
+from .prompt import DEFAULT_INSTRUCTION, DESCRIBED_INSTRUCTION, FewShotPrompt
 from .selection import PromptGroup, make_selection
 
 __all__ = ["CONTENT_FREE", "FewShotLLMClassifier"]
@@ -77,7 +80,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         The task text at the top of the prompt. ``{labels}`` is replaced by the
         label words joined with ``", "``, ``{text_name}`` by ``text_name``.
         ``None`` is ``"Classify each {text_name} into one of these categories:
-        {labels}."``. Example: ``instruction="Sentiment of the review: {labels}."``.
+        {labels}."`` (with ``label_descriptions``, the list on its own lines). Example: ``instruction="Sentiment of the review: {labels}."``.
     label_words : dict, default=None
         Class -> word written in the prompt and scored (the verbalizer); default
         ``str(class)``. Words in another language than the texts work too (see
@@ -85,6 +88,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         get a warning: the model would score digits, as happens when scikit-learn
         tools such as ``StackingClassifier`` encode the classes as 0..n-1.
         Example: ``label_words={0: "negative", 1: "positive"}``.
+    label_descriptions : dict, default=None
+        Class -> a short description, written into the prompt: ``{labels}`` in the
+        instruction then lists one ``"word: description"`` per line. Useful most
+        for zero-shot, ``fit(None, class_names)`` with ``n_examples_per_class=0``.
+        Example: ``label_descriptions={"bancos": "banks, accounts, loans"}``.
     text_name : str, default="Text"
         Field name written before each text. Example: ``text_name="Tweet"``.
     label_name : str, default="Label"
@@ -182,6 +190,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         embedding: Any = None,
         instruction: str | None = None,
         label_words: dict | None = None,
+        label_descriptions: dict | None = None,
         text_name: str = "Text",
         label_name: str = "Label",
         prompt_format: str = "plain",
@@ -202,6 +211,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.embedding = embedding
         self.instruction = instruction
         self.label_words = label_words
+        self.label_descriptions = label_descriptions
         self.text_name = text_name
         self.label_name = label_name
         self.prompt_format = prompt_format
@@ -236,10 +246,12 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of str of shape (n_samples,)
+        X : sequence of str of shape (n_samples,), or None
             Texts: a list, numpy array, pandas Series or one-column DataFrame.
+            ``None`` is zero-shot from the class names alone (with
+            ``n_examples_per_class=0``): ``fit(None, ["negative", "positive"])``.
         y : array-like of shape (n_samples,)
-            Class labels (str or int).
+            Class labels (str or int); with ``X=None``, the class names.
 
         Returns
         -------
@@ -258,18 +270,22 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
 
     def _fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
         check_params(self)
-        if y is not None:  # None is left to validate_data, whose error scikit-learn's checks expect
-            check_targets(y)
-        texts = check_texts(X)
-        # The checked 1-D texts, not X: a one-column DataFrame's column name is no feature
-        # name, so fitting on df and predicting on df["text"] (or a list) does not warn.
-        _, y = validate_data(self, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        if X is None:
+            texts, y = np.empty(0, dtype=object), check_zero_shot(X, y, self.n_examples_per_class)
+        else:
+            if y is not None:  # None is left to validate_data, whose error scikit-learn's checks expect
+                check_targets(y)
+            texts = check_texts(X)
+            # The checked 1-D texts, not X: a one-column DataFrame's column name is no feature
+            # name, so fitting on df and predicting on df["text"] (or a list) does not warn.
+            _, y = validate_data(self, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
         check_classification_targets(y)
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
         self.classes_ = classes
         self.label_words_ = check_label_words(self.label_words, self.classes_)
+        self.label_descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
         warn_numeric_classes(self.classes_, self.label_words)
         spec = self._spec()
         selection = make_selection(
@@ -289,12 +305,16 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     def _spec(self) -> ModelSpec:
         return ModelSpec(self.model, self.tokenizer, self.device, self.dtype, self.model_kwargs)
 
+    def _default_instruction(self) -> str:
+        return DESCRIBED_INSTRUCTION if self.label_descriptions_ is not None else DEFAULT_INSTRUCTION
+
     def _make_prompt(self, examples: list[tuple[str, Any]]) -> FewShotPrompt:
         words = dict(zip(self.classes_, self.label_words_))
         return FewShotPrompt(
-            instruction=DEFAULT_INSTRUCTION if self.instruction is None else self.instruction,
+            instruction=self.instruction if self.instruction is not None else self._default_instruction(),
             examples=[(text, words[c]) for text, c in examples],
             label_words=self.label_words_,
+            label_descriptions=self.label_descriptions_,
             text_name=self.text_name,
             label_name=self.label_name,
             prompt_format=self.prompt_format,

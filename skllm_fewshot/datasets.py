@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEED_SECTOR_NAMES", "load_example_tweets", "load_mas_tweets", "seed_instruction"]
+__all__ = ["SECTOR_DESCRIPTIONS", "SEED_SECTOR_NAMES", "load_example_tweets", "load_mas_tweets", "seed_instruction"]
 
 # The seed notebook's names for the corpus' sectors.
 SEED_SECTOR_NAMES = {
@@ -24,6 +24,19 @@ SEED_SECTOR_NAMES = {
     "DEPORTES": "deportes",
     "RETAIL": "supermercados",
     "TELCO": "telefonía",
+}
+
+# A short description of each sector, in Spanish like the tweets, for zero-shot
+# classification with label_descriptions (written for the sectors in general, not
+# for particular tweets).
+SECTOR_DESCRIPTIONS = {
+    "alimentos": "comida, dulces, snacks, lácteos y marcas de alimentación",
+    "automobiles": "coches, motos, concesionarios y marcas de automóviles",
+    "bancos": "bancos, cuentas, tarjetas, préstamos, hipotecas y seguros",
+    "bebidas": "cerveza, refrescos, vino, agua, café y otras bebidas",
+    "deportes": "deporte, fútbol, equipos, ropa y zapatillas deportivas",
+    "supermercados": "supermercados, tiendas, grandes almacenes, muebles y compras",
+    "telefonía": "móviles, operadoras, fibra, internet y tarifas de telefonía",
 }
 
 

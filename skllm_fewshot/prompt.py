@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["DEFAULT_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece"]
+__all__ = ["DEFAULT_INSTRUCTION", "DESCRIBED_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece"]
 
 DEFAULT_INSTRUCTION = "Classify each {text_name} into one of these categories: {labels}."
+# With label descriptions: {labels} is then a list, one "- word: description" per line.
+DESCRIBED_INSTRUCTION = "Classify each {text_name} into one of these categories:{labels}"
 
 PROMPT_FORMATS = ("plain", "chat")
 
@@ -51,6 +53,10 @@ class FewShotPrompt:
     prompt_format : {"plain", "chat"}
         ``"plain"`` is the seed notebook's layout; ``"chat"`` puts the same content
         through the tokenizer's chat template as one user turn.
+    label_descriptions : sequence of str, optional
+        One description per label word; ``{labels}`` then lists one
+        ``"- word: description"`` per line, each on a new line, instead of the
+        words joined by commas.
 
     Examples
     --------
@@ -77,10 +83,16 @@ class FewShotPrompt:
     text_name: str = "Text"
     label_name: str = "Label"
     prompt_format: str = "plain"
+    label_descriptions: Sequence[str] | None = None
 
     def header(self) -> str:
         """The instruction with its fields filled in."""
-        fields = {"labels": ", ".join(self.label_words), "text_name": self.text_name}
+        if self.label_descriptions is None:
+            labels = ", ".join(self.label_words)
+        else:
+            # One "word: description" per line, so that each description stays with its word.
+            labels = "".join(f"\n- {w}: {d}" for w, d in zip(self.label_words, self.label_descriptions))
+        fields = {"labels": labels, "text_name": self.text_name}
         # Only known fields are replaced, so braces elsewhere in a user's instruction survive.
         return re.sub(r"\{(labels|text_name)\}", lambda m: fields[m.group(1)], self.instruction)
 

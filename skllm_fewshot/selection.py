@@ -198,7 +198,8 @@ def make_selection(name: str, n_examples_per_class: int, order: str, embedder: A
     >>> type(make_selection("stratified", 1, "shuffle")).__name__
     'StratifiedSelection'
     """
-    if name == "similar":
+    # Without examples every prompt is the same: the stratified strategy's, empty.
+    if name == "similar" and n_examples_per_class > 0:
         return SimilarSelection(n_examples_per_class, order, embedder)
     return StratifiedSelection(n_examples_per_class, order)
 
