@@ -10,6 +10,8 @@ or probabilities with or without contextual calibration.
 from __future__ import annotations
 
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +23,31 @@ from .prompt import FewShotPrompt
 from .scoring import PrefixCachedScorer, score_in_batches, softmax
 from .tokenization import PromptTokenizer
 
-__all__ = ["CONTENT_FREE", "SCORINGS", "PromptScorer", "calibrated"]
+__all__ = ["CONTENT_FREE", "SCORINGS", "PromptScorer", "calibrated", "clear_feature_cache"]
 
 SCORINGS = ("full_label", "first_token")
 # Content-free queries of contextual calibration (Zhao et al. 2021).
 CONTENT_FREE = ("N/A", "", "[MASK]")
+
+
+# Features of texts already scored, per model: {model: {(prompt key, text): row}}.
+# Refits of the same prompt (a grid search over a head's parameters, cross-validation
+# folds that share rows) then compute each row once. Bounded, least recently used out.
+_FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FEATURES_LOCK = threading.Lock()
+MAX_CACHED_FEATURES = 20_000
+
+
+def clear_feature_cache() -> None:
+    """Forget the cached features of every model.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.engine import clear_feature_cache
+    >>> clear_feature_cache()
+    """
+    with _FEATURES_LOCK:
+        _FEATURES.clear()
 
 
 def calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
@@ -213,6 +235,60 @@ class PromptScorer:
             verbose=self.verbose,
             on_oom=on_oom,
         )
+
+    def features(
+        self, texts: Sequence[str], layers: Sequence[int] = (-1,), truncated: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What a head reads for each text: label log-likelihoods and hidden states.
+
+        Both are read at the text's last prompt token, the position whose output
+        predicts the label. Rows already computed under the same prompt, labels and
+        layers (by any engine on the same model) come from a bounded cache.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        layers : sequence of int, default=(-1,)
+            Hidden-state layers, in transformers' numbering (-1: the final states).
+        truncated : list, optional
+            The indices (among the texts computed now) of texts cut to fit the context.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_texts, n_classes), float64
+        states : ndarray of shape (n_texts, len(layers), hidden_size), float32
+        """
+        texts = list(texts)
+        n_classes = len(self.label_token_ids)
+        hidden = self.loaded.model.config.get_text_config().hidden_size
+        key = (tuple(self.scorer.prefix_ids), self.tokens.tail_text, str(self.label_token_ids), tuple(layers))
+        with _FEATURES_LOCK:
+            cache = _FEATURES.setdefault(self.loaded.model, OrderedDict())
+            missing = [t for t in dict.fromkeys(texts) if (key, t) not in cache]
+
+        def score(ids: list[list[int]]) -> np.ndarray:
+            scores, states = self.scorer.score_with_states(ids, layers)
+            return np.concatenate([scores, states.reshape(len(ids), -1)], axis=1)
+
+        if missing:
+            on_oom = torch.cuda.empty_cache if self.device.type == "cuda" else None
+            rows = score_in_batches(
+                score, lambda chunk: self.encode(chunk, truncated), missing, n_classes + len(layers) * hidden,
+                self._resolve_batch_size(), verbose=self.verbose, on_oom=on_oom,
+            )  # fmt: skip
+            with _FEATURES_LOCK:
+                cache.update(((key, t), row) for t, row in zip(missing, rows))
+                while len(cache) > MAX_CACHED_FEATURES:
+                    cache.popitem(last=False)
+        fresh = dict(zip(missing, rows)) if missing else {}
+        with _FEATURES_LOCK:
+            out = np.stack([fresh[t] if t in fresh else cache[(key, t)] for t in texts]) if texts else None
+            for t in texts:
+                if (key, t) in cache:
+                    cache.move_to_end((key, t))
+        if out is None:
+            return np.empty((0, n_classes)), np.empty((0, len(layers), hidden), dtype=np.float32)
+        return out[:, :n_classes], out[:, n_classes:].reshape(len(texts), len(layers), hidden).astype(np.float32)
 
     def content_free_proba(self) -> np.ndarray:
         """Mean class probabilities of the content-free queries (computed once)."""

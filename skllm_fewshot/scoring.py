@@ -25,7 +25,8 @@ Three layouts of a batch, equal to 1e-4 in float32:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,14 +274,37 @@ class PrefixCachedScorer:
         -------
         ndarray of shape (n_prompts, n_classes), float64
         """
+        return self.score_with_states(prompts, ())[0]
+
+    def score_with_states(
+        self, prompts: Sequence[Sequence[int]], layers: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Label log-likelihoods, and the hidden states where the label is predicted.
+
+        Parameters
+        ----------
+        prompts : sequence of sequence of int
+            Whole prompts, as token ids.
+        layers : sequence of int
+            Hidden-state layers to read at each prompt's last token (the position
+            whose output predicts the label), numbered as transformers'
+            ``hidden_states``: ``n`` is the output of the ``n``-th decoder layer,
+            the number of layers (or -1) the final, normalised one.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_prompts, n_classes), float64
+        states : ndarray of shape (n_prompts, len(layers), hidden_size), float32
+        """
         n_rows = len(prompts)
+        width = self.model.config.get_text_config().hidden_size
         if n_rows == 0:
-            return np.empty((0, self.n_classes))
+            return np.empty((0, self.n_classes)), np.empty((0, len(layers), width), dtype=np.float32)
         # Tokens each prompt shares with the cached prefix, keeping at least one
         # to compute: its output predicts the label.
         keep = [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
         if self.layout == "plain":
-            return self._score_plain(prompts, min(keep))
+            return self._score_plain(prompts, min(keep), layers)
         if self.layout == "packed" and n_rows > 1 and not self.block_attention:
             # Attention between packed queries is computed then masked away, and it
             # grows with the square of the pack: cap a pack's tokens.
@@ -293,10 +317,11 @@ class PrefixCachedScorer:
                 packs[-1].append(i)
                 size += cost
             if len(packs) > 1:
-                out = np.empty((n_rows, self.n_classes))
+                scores = np.empty((n_rows, self.n_classes))
+                states = np.empty((n_rows, len(layers), width), dtype=np.float32)
                 for pack in packs:
-                    out[pack] = self.score([prompts[i] for i in pack])
-                return out
+                    scores[pack], states[pack] = self.score_with_states([prompts[i] for i in pack], layers)
+                return scores, states
         kwargs: dict[str, Any] = {}
         if self.layout == "packed":
             input_ids, positions, allowed, read_cols, blocks = self._layout_packed(prompts, keep)
@@ -310,7 +335,10 @@ class PrefixCachedScorer:
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, batch)
         read_cols = read_cols.to(self.device)
-        with torch.inference_mode():
+        # The column of each prompt's last token, in its row of the batch.
+        cols = read_cols.reshape(n_rows, -1)[:, 0] if self.layout == "packed" else read_cols[:1].expand(n_rows)
+        rows = torch.zeros(n_rows, dtype=torch.long) if self.layout == "packed" else torch.arange(n_rows)
+        with torch.inference_mode(), capture_states(self.model, layers) as captured:
             out = self.model(
                 input_ids=input_ids.to(self.device),
                 attention_mask=self._attention_mask(allowed, positions, shared),
@@ -323,7 +351,7 @@ class PrefixCachedScorer:
             logp = torch.log_softmax(logits.float(), dim=-1).reshape(n_rows, -1, logits.shape[-1])
             scores = torch.stack([sum(logp[:, c, t] for c, t in reads) for reads in self.trie.reads], dim=1)
         self._count(input_ids.numel(), batch * len(read_cols))
-        return scores.double().cpu().numpy()
+        return scores.double().cpu().numpy(), _gather_states(captured, layers, rows, cols.cpu(), self.model.config)
 
     def _attention_mask(self, allowed: torch.Tensor, positions: torch.Tensor, shared: int) -> Any:
         """The 4-D float mask of ``allowed``; per layer type where some layers slide.
@@ -349,7 +377,9 @@ class PrefixCachedScorer:
         layer_types = set(self.model.config.get_text_config().layer_types)
         return {kind: masks.get(kind, full) for kind in layer_types}
 
-    def _score_plain(self, prompts: Sequence[Sequence[int]], shared: int) -> np.ndarray:
+    def _score_plain(
+        self, prompts: Sequence[Sequence[int]], shared: int, layers: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded rows under a 2-D mask: how any causal LM runs a batch.
 
         One row per prompt, or per (prompt, label) when labels have several tokens;
@@ -373,11 +403,17 @@ class PrefixCachedScorer:
         kwargs: dict[str, Any] = {}
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, len(units))
-        with torch.inference_mode():
+        with torch.inference_mode(), capture_states(self.model, layers) as captured:
             out = self.model(
                 input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True, **kwargs
             )
             logp = torch.log_softmax(out.logits.float(), dim=-1)
+        # Each prompt's first row, at its last token.
+        first = {}
+        for r, (i, _, _) in enumerate(units):
+            first.setdefault(i, r)
+        rows = torch.tensor([first[i] for i in range(len(prompts))])
+        cols = torch.tensor([len(p) - shared - 1 for p in prompts])
         scores = np.zeros((len(prompts), self.n_classes))
         for r, (i, c, row) in enumerate(units):
             n_prompt = len(prompts[i]) - shared
@@ -386,7 +422,7 @@ class PrefixCachedScorer:
                 seq = self.trie.sequences[k]
                 scores[i, k] = sum(float(logp[r, n_prompt - 1 + j, t]) for j, t in enumerate(seq))
         self._count(input_ids.numel(), input_ids.numel())
-        return scores
+        return scores, _gather_states(captured, layers, rows, cols, self.model.config)
 
     def _layout_padded(self, rests: list[list[int]], shared: int):
         """One row per prompt, left-padded so every query ends in the same column."""
@@ -464,6 +500,74 @@ class PrefixCachedScorer:
     def _count(self, tokens: int, head_rows: int) -> None:
         self.stats["tokens"] += tokens
         self.stats["head_rows"] += head_rows
+
+
+def decoder_layers(model: Any) -> torch.nn.ModuleList:
+    """The model's list of decoder layers (``layers``, ``h``, ``decoder.layers``, ...)."""
+    n = model.config.get_text_config().num_hidden_layers
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise TypeError(f"Cannot find the {n} decoder layers of {type(model).__name__} to read hidden states from.")
+
+
+def layer_index(layer: int, n_layers: int) -> int:
+    """A hidden-state layer in transformers' numbering, 1..n_layers; -1 is the last.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.scoring import layer_index
+    >>> layer_index(-1, 30), layer_index(12, 30)
+    (30, 12)
+    """
+    index = n_layers + 1 + layer if layer < 0 else layer
+    if not 1 <= index <= n_layers:
+        raise ValueError(f"layer {layer} does not exist; use 1..{n_layers}, or -1 for the final states.")
+    return index
+
+
+@contextmanager
+def capture_states(model: Any, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Hidden states of ``layers`` (transformers' numbering) during one forward pass.
+
+    Forward hooks, removed on exit: transformers' ``output_hidden_states`` would
+    keep hooks on the model for good, after which it no longer pickles.
+    """
+    captured: dict[int, torch.Tensor] = {}
+    n = model.config.get_text_config().num_hidden_layers
+    handles = []
+
+    def keep(index: int) -> Callable:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            states = output[0] if isinstance(output, (tuple, list)) else output
+            captured[index] = getattr(states, "last_hidden_state", states)
+
+        return hook
+
+    try:
+        for layer in dict.fromkeys(layer_index(layer, n) for layer in layers):
+            # The final layer's states are read after the final norm, where the LM head reads them.
+            target = model.base_model if layer == n else decoder_layers(model)[layer - 1]
+            handles.append(target.register_forward_hook(keep(layer)))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _gather_states(
+    captured: dict[int, torch.Tensor], layers: Sequence[int], rows: torch.Tensor, cols: torch.Tensor, config: Any
+) -> np.ndarray:
+    """``(n_prompts, len(layers), hidden)`` states at each prompt's (row, column)."""
+    config = config.get_text_config()
+    n_layers, width = config.num_hidden_layers, config.hidden_size
+    out = np.empty((len(rows), len(layers), width), dtype=np.float32)
+    if not layers:
+        return out
+    for j, layer in enumerate(layers):
+        states = captured[layer_index(layer, n_layers)]
+        out[:, j] = states[rows.to(states.device), cols.to(states.device)].float().cpu().numpy()
+    return out
 
 
 def _full_cache(data: Any = None) -> Any:

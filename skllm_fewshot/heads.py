@@ -1,0 +1,212 @@
+"""Heads: from what the engine computes for each text to class probabilities.
+
+Two kinds, behind one interface (``fit(engine, texts, y)``, ``predict_proba(engine,
+texts)``, ``features(engine, texts)``):
+
+- :class:`PromptHead`: the label-token softmax of the prompt, calibrated or not.
+  It learns nothing from the labelled rows beyond the prompt's examples.
+- :class:`FeatureHead`: a scikit-learn classifier fitted on features of **every**
+  labelled row, read under the few-shot prompt at the position that predicts the
+  label: hidden states of chosen layers, the label log-likelihoods, or both
+  (FADS-ICL, Li et al. 2024; hidden-state probes, Cho et al. 2025). Rows go through
+  the prefix cache, so each costs only its own tokens.
+
+:class:`KNNPrompting` (Xu et al. 2023) is a head estimator of its own: nearest
+labelled rows by the KL divergence of their label distributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .scoring import softmax
+
+__all__ = ["HEAD_FEATURES", "FeatureHead", "KNNPrompting", "PromptHead", "feature_names", "make_head"]
+
+HEAD_FEATURES = ("auto", "hidden", "scores", "both")
+
+# The hidden-state layers read by default, as fractions of the model's depth: a
+# mean of middle-to-late layers, where the task is more linearly readable than at
+# the last layer (measured in docs/accuracy.md).
+DEFAULT_DEPTHS = (0.55, 0.65, 0.8)
+
+
+def resolve_layers(layers: Any, n_layers: int) -> list[int]:
+    """The hidden-state layers to read, in transformers' numbering.
+
+    ``"auto"`` is :data:`DEFAULT_DEPTHS` of the model's depth; an int or a list of
+    ints are layers (negative: from the end, -1 the final states).
+
+    Examples
+    --------
+    >>> from skllm_fewshot.heads import resolve_layers
+    >>> resolve_layers("auto", 30), resolve_layers(-1, 30)
+    ([16, 20, 24], [-1])
+    """
+    if isinstance(layers, str) and layers == "auto":
+        return sorted({max(1, min(n_layers, round(f * n_layers))) for f in DEFAULT_DEPTHS})
+    values = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+    if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"head_layers={layers!r} is not valid; use 'auto', an int or a list of ints.")
+    return [int(v) for v in values]
+
+
+def feature_matrix(scores: np.ndarray, states: np.ndarray, kind: str) -> np.ndarray:
+    """One row per text: the mean of the layers' states, the label log-probabilities, or both.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.heads import feature_matrix
+    >>> feature_matrix(np.zeros((2, 3)), np.ones((2, 2, 4)), "both").shape
+    (2, 7)
+    """
+    # Normalised across the labels: what the prompt predicts, not how long the words are.
+    log_proba = np.log(np.maximum(softmax(scores), 1e-300))
+    hidden = states.mean(axis=1).astype(np.float64)
+    return {"hidden": hidden, "scores": log_proba, "both": np.hstack([hidden, log_proba])}[kind]
+
+
+def feature_names(label_words: Sequence[str], hidden_size: int, kind: str) -> list[str]:
+    """Names of :func:`feature_matrix`'s columns."""
+    hidden = [f"hidden{i}" for i in range(hidden_size)]
+    scores = [f"logp_{w}" for w in label_words]
+    return {"hidden": hidden, "scores": scores, "both": hidden + scores}[kind]
+
+
+class PromptHead:
+    """The prompt's label-token softmax (``head=None``), calibrated or not."""
+
+    def __init__(self, calibrate: bool) -> None:
+        self.calibrate = calibrate
+
+    def fit(self, engine: Any, texts: Sequence[str], y: np.ndarray) -> PromptHead:
+        return self
+
+    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        return engine.proba(texts, calibrate=self.calibrate, truncated=truncated)
+
+
+class FeatureHead:
+    """A scikit-learn classifier on the engine's features of every labelled row.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Cloned and fitted at :meth:`fit`; ``KNNPrompting`` reads the label scores.
+    layers : "auto", int or list of int
+        Hidden-state layers (see :func:`resolve_layers`).
+    kind : {"auto", "hidden", "scores", "both"}
+        Which features; ``"auto"`` is ``"scores"`` for :class:`KNNPrompting` and
+        ``"hidden"`` otherwise.
+    """
+
+    def __init__(self, estimator: Any, layers: Any = "auto", kind: str = "auto") -> None:
+        self.estimator = estimator
+        self.layers = layers
+        self.kind = ("scores" if isinstance(estimator, KNNPrompting) else "hidden") if kind == "auto" else kind
+
+    def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        n_layers = engine.loaded.model.config.get_text_config().num_hidden_layers
+        layers = resolve_layers(self.layers, n_layers) if self.kind != "scores" else []
+        return feature_matrix(*engine.features(texts, layers, truncated), self.kind)
+
+    def fit(self, engine: Any, texts: Sequence[str], y: np.ndarray) -> FeatureHead:
+        features = self.features(engine, texts)
+        self.estimator_ = clone(self.estimator)
+        try:
+            self.estimator_.fit(features, y)
+        except ValueError as exc:
+            counts = dict(zip(*np.unique(y, return_counts=True)))
+            raise ValueError(
+                f"The head {type(self.estimator).__name__} could not be fitted on {len(y)} labelled rows "
+                f"(per class: {', '.join(f'{c!r}: {n}' for c, n in counts.items())}): {exc} Give it more "
+                "labelled rows, a smaller cv, or a head without internal cross-validation (e.g. "
+                "LogisticRegression instead of LogisticRegressionCV)."
+            ) from exc
+        return self
+
+    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        return self.estimator_.predict_proba(self.features(engine, texts, truncated))
+
+
+def make_head(head: Any, calibrate: bool, layers: Any = "auto", kind: str = "auto") -> PromptHead | FeatureHead:
+    """The head for the classifier's ``head`` parameter, with a clear error for a bad one.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skllm_fewshot.heads import make_head
+    >>> type(make_head(None, True)).__name__, type(make_head(LogisticRegression(), True)).__name__
+    ('PromptHead', 'FeatureHead')
+    """
+    if head is None:
+        return PromptHead(calibrate)
+    if isinstance(head, str) and head == "knn":
+        head = KNNPrompting()
+    if not (is_classifier(head) and hasattr(head, "fit") and hasattr(head, "predict_proba")):
+        raise ValueError(
+            f"head={head!r} is not valid; use None (the prompt's label softmax), 'knn', or a scikit-learn "
+            "classifier with predict_proba, e.g. LogisticRegression()."
+        )
+    if kind not in HEAD_FEATURES:
+        raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")
+    return FeatureHead(head, layers, kind)
+
+
+class KNNPrompting(ClassifierMixin, BaseEstimator):
+    """kNN Prompting (Xu et al., ICLR 2023): nearest labelled rows by KL divergence.
+
+    Each row is a distribution over the labels (the label log-probabilities the
+    engine reads under the prompt). A text's class probabilities are the votes of
+    its ``n_neighbors`` nearest rows by ``KL(row || text)``, smoothed by ``alpha``.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+    alpha : float, default=0.5
+        Added to every class's votes, so that no probability is zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.heads import KNNPrompting
+    >>> X = np.log([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9]])
+    >>> KNNPrompting(n_neighbors=1).fit(X, [0, 0, 1, 1]).predict(np.log([[0.85, 0.15]]))
+    array([0])
+    """
+
+    def __init__(self, n_neighbors: int = 5, alpha: float = 0.5) -> None:
+        self.n_neighbors = n_neighbors
+        self.alpha = alpha
+
+    def fit(self, X: Any, y: Any) -> KNNPrompting:
+        X, y = validate_data(self, X, y)
+        self.classes_ = unique_labels(y)
+        self.anchors_ = softmax(X)
+        self.anchor_classes_ = np.searchsorted(self.classes_, y)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        query = softmax(X)
+        eps = 1e-12
+        # KL(anchor || query) for every pair.
+        a = self.anchors_[None, :, :]
+        divergence = (a * (np.log(a + eps) - np.log(query[:, None, :] + eps))).sum(axis=2)
+        k = min(self.n_neighbors, len(self.anchors_))
+        nearest = np.argsort(divergence, axis=1, kind="stable")[:, :k]
+        votes = np.zeros((len(X), len(self.classes_)))
+        np.add.at(votes, (np.arange(len(X))[:, None], self.anchor_classes_[nearest]), 1.0)
+        votes += self.alpha
+        return votes / votes.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
