@@ -1,273 +1,255 @@
-"""Accuracy on the MAS tweets: the seed's method, each feature alone, what GridSearchCV picks,
-and TF-IDF + logistic regression trained on the same k examples per class.
+"""Accuracy against the number of labelled rows per class, on three tasks, against TF-IDF.
 
-For each of ``--seeds`` random seeds: the seed notebook's 67/33 stratified split;
-``--n-test`` tweets per class of the test part are scored (the whole test part
-with ``--n-test 0``). ``GridSearchCV`` (3-fold) picks a configuration on
-``--n-grid`` tweets per class of the training part; examples for the prompt come
-from the training part only. Writes ``docs/accuracy.md``, two PNG plots and a
-JSON line per run to ``docs/accuracy.jsonl``.
+Tasks: SST-2 (train on ``sst2_train.txt``, measure on ``sst2_dev.txt``), TREC (a
+held-out part of ``trec_train.txt``) and the MAS tweets (a stratified 70/30 split).
+For each task, draw and k (labelled rows per class, nested across k within a draw),
+every configuration is fitted on the same k rows and scored on the same test rows:
 
-    python benchmarks/bench_accuracy.py --seeds 5 --jobs 2 --threads 1
+- ``seed``: the seed's method (one example per class, first token, no calibration);
+- ``prompt``: the calibrated prompt (one example per class), the library's default;
+- ``head``: a StandardScaler + LogisticRegression(C=0.01) head on the mean hidden
+  state of layers at 55/65/80% depth, read under the same prompt, fitted on all rows;
+- ``knn``: kNN Prompting on the label distributions;
+- ``tfidf_word``, ``tfidf_char``: TF-IDF (word 1-2 grams; char_wb 2-5 grams) + LR;
+- ``union``: the head's features (standardised, weighted 0.5/sqrt(d)) beside TF-IDF char, + LR;
+- ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds) picks among
+  prompt, head and union on the k rows alone; with one row per class nothing can be
+  cross-validated and the pick is the prompt.
+
+Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
+
+    python benchmarks/bench_accuracy.py --draws 5 --jobs 2 --mas ../shared/data/mascorpus/tweets_marketing.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, ROOT, load_mas, seed_split  # noqa: E402
+from _common import DEFAULT_DATA, ROOT  # noqa: E402
 
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import accuracy_score, f1_score, log_loss  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
+BENCH_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
+KS = (1, 2, 4, 8, 16, 32)
+CONFIGS = ("seed", "prompt", "head", "knn", "tfidf_word", "tfidf_char", "union", "pick")
 
-from skllm_fewshot import FewShotLLMClassifier  # noqa: E402
-from skllm_fewshot.datasets import seed_instruction  # noqa: E402
-
-# English label words for the Spanish tweets (the verbalizer in another language).
-ENGLISH = {
-    "alimentos": "food", "automobiles": "cars", "bancos": "banks", "bebidas": "drinks",
-    "deportes": "sports", "supermercados": "supermarkets", "telefonía": "phones",
+# Per task: instruction, text and label field names, label words.
+TASKS = {
+    "sst2": dict(instruction="Classify the sentiment of each movie review: {labels}.", text_name="Review",
+                 label_name="Sentiment", label_words={0: "negative", 1: "positive"}),
+    "trec": dict(instruction="Classify each question by the type of its answer: {labels}.", text_name="Question",
+                 label_name="Answer type",
+                 label_words={"ABBR": "abbreviation", "DESC": "description", "ENTY": "entity", "HUM": "person",
+                              "LOC": "location", "NUM": "number"}),
+    "mas": dict(text_name="Tweet", label_name="Categoría"),
 }  # fmt: skip
 
-# The seed's prompt: its instruction (the labels filled in from label_words), field names, one
-# example per class, first-token scoring.
-SEED = dict(
-    instruction=seed_instruction(["{labels}"]), text_name="Tweet", label_name="Categoría",
-    n_examples_per_class=1, scoring="first_token", calibrate=False, example_selection="stratified",
-    example_order="shuffle", prompt_format="plain",
-)  # fmt: skip
 
-# Each feature alone, on top of the seed's setup.
-FEATURES = {
-    "seed (first_token, 1/class)": {},
-    "calibrate=True": dict(calibrate=True),
-    "scoring=full_label": dict(scoring="full_label"),
-    "English label words": dict(label_words=ENGLISH),
-    "example_order=interleave": dict(example_order="interleave"),
-    "example_selection=similar": dict(example_selection="similar"),
-    "prompt_format=chat": dict(prompt_format="chat"),
-    # With one example per class, interleaving is a shuffle: compare at two per class.
-    "n_examples_per_class=2": dict(n_examples_per_class=2),
-    "n_examples_per_class=2, example_order=interleave": dict(n_examples_per_class=2, example_order="interleave"),
-}
+def load_task(name: str, args: argparse.Namespace, test_size: int):
+    """(pool texts, pool labels, test texts, test labels) of a task, fixed by seed 0."""
+    from sklearn.model_selection import train_test_split
 
-GRID = {
-    "n_examples_per_class": [1, 4],
-    "scoring": ["first_token", "full_label"],
-    "calibrate": [False, True],
-}
-KS = [1, 2, 4, 8]
-LLM_KS = [0, 1, 2, 4]
+    rng = np.random.RandomState(0)
+    if name == "sst2":
+        def read(path):
+            rows = [line.rstrip("\n").split(" ", 1) for line in open(path, encoding="utf-8") if line.strip()]
+            return np.array([t for _, t in rows], dtype=object), np.array([int(c) for c, _ in rows])
+
+        X, y = read(Path(args.data_dir) / "sst2_train.txt")
+        Xt, yt = read(Path(args.data_dir) / "sst2_dev.txt")
+    elif name == "trec":
+        rows = [line.rstrip("\n").split(" ", 1) for line in open(Path(args.data_dir) / "trec_train.txt",
+                                                                   encoding="latin-1") if line.strip()]
+        texts = np.array([t for _, t in rows], dtype=object)
+        labels = np.array([c.split(":")[0] for c, _ in rows], dtype=object)
+        X, Xt, y, yt = train_test_split(texts, labels, test_size=800, stratify=labels, random_state=0)
+    else:
+        from skllm_fewshot.datasets import load_mas_tweets
+
+        tweets, _ = load_mas_tweets(args.mas)
+        texts, labels = tweets["TEXTO"].to_numpy(dtype=object), tweets["SECTOR"].to_numpy(dtype=object)
+        X, Xt, y, yt = train_test_split(texts, labels, test_size=0.3, stratify=labels, random_state=0)
+    keep = rng.choice(len(Xt), size=min(test_size, len(Xt)), replace=False)
+    return X, y, Xt[keep], yt[keep]
 
 
-def stratified_sample(frame, per_class: int, seed: int):
-    if per_class <= 0:
-        return frame
-    return frame.groupby("SECTOR").sample(per_class, random_state=seed)
+def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
+    """Per class, the pool rows in this draw's order: the first k are the k-row set."""
+    rng = np.random.RandomState(100 + draw)
+    return [rng.permutation(np.flatnonzero(y == c))[:k_max] for c in np.unique(y)]
 
 
-def metrics(y, proba, classes) -> dict:
-    pred = classes[proba.argmax(1)]
-    return {
-        "accuracy": accuracy_score(y, pred),
-        "macro_f1": f1_score(y, pred, average="macro"),
-        "log_loss": log_loss(y, proba, labels=classes),
-    }
+def make_configs(task: str, k: int, draw: int):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline, make_pipeline, make_union
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+    from skllm_fewshot import FewShotLLMClassifier
+    from skllm_fewshot.feature_extraction import LLMFeatures
 
-def llm(**params) -> FewShotLLMClassifier:
-    return FewShotLLMClassifier(None, **{**SEED, "batch_size": 16, **params})
+    options = dict(TASKS[task])
+    if task == "mas":
+        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
 
+        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
 
-def tfidf_lr(seed: int):
-    return make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-        LogisticRegression(C=10, max_iter=2000, random_state=seed),
+    def llm(**kw):
+        return FewShotLLMClassifier(n_examples_per_class=1, random_state=draw, **options, **kw)
+
+    def lr(c):
+        return LogisticRegression(C=c, max_iter=3000)
+
+    head = llm(head=make_pipeline(StandardScaler(), lr(0.01)))
+    weight = 0.5 / np.sqrt(576)  # SmolLM2's hidden size: the model block weighs as much as a few n-grams
+    union = make_pipeline(
+        make_union(make_pipeline(LLMFeatures(llm()), StandardScaler(), FunctionTransformer(lambda z: z * weight)),
+                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+        lr(10.0),
     )
+    configs = {
+        "seed": llm(scoring="first_token", calibrate=False),
+        "prompt": llm(),
+        "head": head,
+        "knn": llm(head="knn"),
+        "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
+        "tfidf_char": make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+                                    lr(10.0)),
+        "union": union,
+    }
+    if k >= 2:
+        configs["pick"] = GridSearchCV(
+            Pipeline([("model", llm())]), {"model": [llm(), head, union]}, scoring="neg_log_loss",
+            cv=StratifiedKFold(min(3, k), shuffle=True, random_state=draw), error_score="raise",
+        )
+    else:
+        configs["pick"] = llm()
+    return configs
 
 
-def run_seed(tweets, seed: int, args) -> list[dict]:
-    if args.threads:
-        import torch
+def run_task(task: str, args_dict: dict) -> list[dict]:
+    import torch
+    from sklearn.metrics import accuracy_score, log_loss
 
-        torch.set_num_threads(args.threads)
-    train, test = seed_split(tweets, random_state=seed)
-    test = stratified_sample(test, args.n_test, seed)
-    rows = []
-
-    def record(method: str, k: int, clf, fit_x, fit_y, seconds: float | None = None):
-        start = time.perf_counter()
-        if fit_x is not None:
-            clf.fit(fit_x, fit_y)
-        proba = clf.predict_proba(test["TEXTO"])
-        classes = clf.classes_ if hasattr(clf, "classes_") else clf[-1].classes_
-        row = {"seed": seed, "method": method, "k": k, **metrics(test["SECTOR"], proba, classes)}
-        row["confusion"] = (test["SECTOR"].tolist(), classes[proba.argmax(1)].tolist())
-        row["seconds"] = seconds if seconds is not None else time.perf_counter() - start
-        rows.append(row)
-        print(f"  seed {seed}  {method:34s} k={k}  acc={row['accuracy']:.3f}  "
-              f"f1={row['macro_f1']:.3f}  logloss={row['log_loss']:.3f}  {row['seconds']:.0f}s", flush=True)
-        return clf
-
-    for name, params in FEATURES.items():
-        if name in args.skip or (args.only and name not in args.only):
-            continue
-        k = params.get("n_examples_per_class", 1)
-        record(name, k, llm(random_state=seed, **params), train["TEXTO"], train["SECTOR"])
-
-    if args.only:
-        return _saved(rows, args)
-    # The shot count curve of the calibrated whole-label setup, next to TF-IDF at the same k.
-    for k in LLM_KS:
-        clf = llm(random_state=seed, n_examples_per_class=k, scoring="full_label", calibrate=True)
-        record("LLM full_label+calibrate", k, clf, train["TEXTO"], train["SECTOR"])
-    for k in KS:
-        few = stratified_sample(train, k, seed)
-        record("TF-IDF + LogisticRegression", k, tfidf_lr(seed), few["TEXTO"], few["SECTOR"])
-
-    start = time.perf_counter()
-    pool = stratified_sample(train, args.n_grid, seed)
-    search = GridSearchCV(llm(random_state=seed), GRID, cv=3, scoring="neg_log_loss", n_jobs=1)
-    search.fit(pool["TEXTO"], pool["SECTOR"])
-    picked = search.best_params_
-    # The picked configuration, its examples drawn from the whole training part.
-    best = llm(random_state=seed, **picked)
-    best.fit(train["TEXTO"], train["SECTOR"])
-    record("GridSearchCV pick", picked["n_examples_per_class"], best, None, None)
-    rows[-1]["seconds"] = time.perf_counter() - start
-    rows[-1]["picked"] = picked
-    return _saved(rows, args)
+    torch.set_num_threads(args_dict["threads"])
+    args = argparse.Namespace(**args_dict)
+    X, y, Xt, yt = load_task(task, args, args.test)
+    classes = np.unique(y)
+    records = []
+    for draw in range(args.draws):
+        order = draw_rows(y, draw, max(args.ks))
+        for k in args.ks:
+            rows = np.concatenate([o[:k] for o in order])
+            for name, model in make_configs(task, k, draw).items():
+                start = time.perf_counter()
+                model.fit(X[rows], y[rows])
+                fitted = time.perf_counter()
+                proba = model.predict_proba(Xt)
+                done = time.perf_counter()
+                model_classes = getattr(model, "classes_", classes)
+                pred = np.asarray(model_classes)[proba.argmax(1)]
+                picked = ""
+                if hasattr(model, "best_params_"):
+                    picked = type(model.best_params_["model"]).__name__
+                    if picked == "FewShotLLMClassifier":
+                        picked = "head" if model.best_params_["model"].head is not None else "prompt"
+                    else:
+                        picked = "union"
+                records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
+                                    log_loss=log_loss(yt, np.clip(proba, 1e-15, 1), labels=model_classes),
+                                    fit_s_per_row=(fitted - start) / len(rows),
+                                    predict_s_per_row=(done - fitted) / len(Xt), picked=picked))
+                print(json.dumps({k_: v for k_, v in records[-1].items()}), flush=True)
+    return records
 
 
-def _saved(rows: list[dict], args) -> list[dict]:
-    if args.partial:
-        with open(args.partial, "a") as f:
-            f.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
-    return rows
-
-
-def summarize(rows: list[dict]):
+def render(records: list[dict], meta: dict) -> str:
     import pandas as pd
 
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k not in ("confusion", "picked")} for r in rows])
-    return frame.groupby(["method", "k"], sort=False).agg(
-        accuracy=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
-        macro_f1=("macro_f1", "mean"), macro_f1_sd=("macro_f1", "std"),
-        log_loss=("log_loss", "mean"), log_loss_sd=("log_loss", "std"),
-        seconds=("seconds", "mean"), seeds=("seed", "nunique"),
-    ).reset_index()  # fmt: skip
+    df = pd.DataFrame(records)
+    lines = [f"Command: `{meta['command']}`; {meta['date']}, {meta['draws']} draws, {meta['test']} test rows "
+             "per task, the embedded SmolLM2-135M-Instruct on the CPU.", ""]
+    for task, part in df.groupby("task", sort=False):
+        acc = part.pivot_table(index="config", columns="k", values="accuracy", aggfunc="mean").reindex(CONFIGS)
+        sd = part.pivot_table(index="config", columns="k", values="accuracy", aggfunc="std", dropna=False).reindex(CONFIGS)
+        ll = part.pivot_table(index="config", columns="k", values="log_loss", aggfunc="mean").reindex(CONFIGS)
+        ks = list(acc.columns)
+        lines += [f"### {task}: accuracy (± std over draws) and log-loss", "",
+                  "| config | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+        for config in acc.index:
+            cells = [
+                f"{acc.loc[config, k]:.3f}" + ("" if np.isnan(sd.loc[config, k]) else f" ± {sd.loc[config, k]:.3f}")
+                + f" ({ll.loc[config, k]:.2f})" if not np.isnan(acc.loc[config, k]) else "-"
+                for k in ks
+            ]
+            lines.append(f"| {config} | " + " | ".join(cells) + " |")
+        picks = part[part.config == "pick"].groupby("k")["picked"].apply(lambda s: ", ".join(s))
+        lines += ["", "GridSearchCV's picks by k: " + "; ".join(f"k={k}: {p}" for k, p in picks.items()), ""]
+    speed = df[df.config == "head"].agg({"fit_s_per_row": "median", "predict_s_per_row": "median"})
+    lines += [f"Head path speed (median over tasks, draws and k): fit {speed['fit_s_per_row']:.3f} s per "
+              f"training row, predict {speed['predict_s_per_row']:.3f} s per predicted row.", ""]
+    return "\n".join(lines)
 
 
-def plots(rows: list[dict], table, out: Path) -> None:
+def plot(records: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
+    import pandas as pd
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in ["LLM full_label+calibrate", "TF-IDF + LogisticRegression"]:
-        part = table[table["method"] == method]
-        ax.errorbar(part["k"], part["accuracy"], yerr=part["accuracy_sd"], marker="o", capsize=3, label=method)
-    seed_row = table[table["method"] == "seed (first_token, 1/class)"].iloc[0]
-    ax.axhline(seed_row["accuracy"], color="gray", ls="--", label="seed's method (k=1)")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(sorted({*LLM_KS, *KS}), labels=[str(k) for k in sorted({*LLM_KS, *KS})])
-    ax.set_xlabel("examples per class (k)")
-    ax.set_ylabel("test accuracy (mean ± sd over seeds)")
-    ax.legend()
+    df = pd.DataFrame(records)
+    tasks = list(dict.fromkeys(df.task))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = df[df.task == task].groupby(["config", "k"]).accuracy.mean().unstack(0)
+        for config in CONFIGS:
+            if config in part:
+                ax.plot(part.index, part[config], marker="o", label=config, lw=2.5 if config == "pick" else 1.2)
+        ax.set_xscale("log", base=2)
+        ax.set_title(task)
+        ax.set_xlabel("labelled rows per class (k)")
+        ax.set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_k.png", dpi=120)
-    plt.close(fig)
-
-    picks = [r for r in rows if r["method"] == "GridSearchCV pick"]
-    y_true = sum((r["confusion"][0] for r in picks), [])
-    y_pred = sum((r["confusion"][1] for r in picks), [])
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, ax=ax, xticks_rotation=45, colorbar=False)
-    ax.set_title("GridSearchCV pick, all seeds")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_confusion.png", dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=110)
 
 
-def write_doc(table, rows, args, seconds: float) -> str:
-    fmt = lambda m, s: f"{m:.3f} ± {s:.3f}"  # noqa: E731
-    lines = [
-        "| method | k | seeds | accuracy | macro-F1 | log-loss | s per fit+predict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in table.itertuples():
-        lines.append(
-            f"| {r.method} | {r.k} | {r.seeds} | {fmt(r.accuracy, r.accuracy_sd)} | {fmt(r.macro_f1, r.macro_f1_sd)} "
-            f"| {fmt(r.log_loss, r.log_loss_sd)} | {r.seconds:.0f} |"
-        )
-    picks = sorted((r["seed"], r["picked"]) for r in rows if r["method"] == "GridSearchCV pick")
-    lines.append("")
-    lines.append("GridSearchCV picks, by seed: " + "; ".join(
-        f"{seed}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for seed, p in picks))
-    shown = {k: v for k, v in vars(args).items() if k not in ("data", "out", "partial", "summarize")}
-    command = "python benchmarks/bench_accuracy.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in shown.items())
-    source = f"rows of {args.partial}" if args.summarize else f"`{command}`, {seconds / 60:.0f} min"
-    meta = (f"{source} on {platform.machine()}, {platform.processor() or platform.system()}; "
-            f"model: embedded SmolLM2-135M-Instruct, float32; {len(picks)} seeds.")
-    return meta + "\n\n" + "\n".join(lines)
-
-
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="tweets_marketing.csv of the MAS corpus")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--skip", nargs="*", default=[], choices=list(FEATURES),
-                        help="features left out (e.g. the slow 'example_selection=similar')")
-    parser.add_argument("--only", nargs="*", default=[], choices=list(FEATURES),
-                        help="run only these features (no curve, TF-IDF or grid search); for --partial")
-    parser.add_argument("--n-test", type=int, default=15, help="test tweets per class (0: all)")
-    parser.add_argument("--n-grid", type=int, default=15, help="training tweets per class for GridSearchCV")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads (0: torch's default); 1 when other jobs share the cores, "
-                             "where several threads per process wait on each other")
-    parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
-    parser.add_argument("--partial", default="", help="append each seed's rows to this JSONL file as it ends")
-    parser.add_argument("--summarize", action="store_true", help="only write the docs from --partial's rows")
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
+    parser.add_argument("--ks", nargs="+", type=int, default=list(KS))
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--test", type=int, default=300, help="test rows per task")
+    parser.add_argument("--data-dir", default=str(BENCH_DATA))
+    parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
+    parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--out", default=str(ROOT / "docs"))
-    args = parser.parse_args()
-    tweets, _ = load_mas(args.data)
+    args = parser.parse_args(argv)
+    command = "python benchmarks/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     start = time.perf_counter()
-    from joblib import Parallel, delayed
-
-    if args.summarize:
-        with open(args.partial) as f:
-            rows = [json.loads(line) for line in f]
-    else:
-        # Seeds in separate processes, each loading the model once.
-        seeds = range(args.first_seed, args.first_seed + args.seeds)
-        per_seed = Parallel(n_jobs=args.jobs)(delayed(run_seed)(tweets, s, args) for s in seeds)
-        rows = [row for rows in per_seed for row in rows]
-        if args.only:
-            return  # a partial run: its rows are in --partial, summarized with the others
-    seconds = time.perf_counter() - start
-    table = summarize(rows)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        parts = list(pool.map(run_task, args.tasks, [vars(args)] * len(args.tasks)))
+    records = [r for part in parts for r in part]
+    meta = dict(command=command.strip(), date=time.strftime("%Y-%m-%d"), draws=args.draws, test=args.test,
+                seconds=round(time.perf_counter() - start))
     out = Path(args.out)
-    plots(rows, table, out)
-    body = write_doc(table, rows, args, seconds)
-    (out / "accuracy_latest.md").write_text(body + "\n")
-    with open(out / "accuracy.jsonl", "a") as f:
-        f.write(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "data"},
-                            "rows": [{k: v for k, v in r.items() if k != "confusion"} for r in rows]},
-                           default=str) + "\n")
-    print(body)
+    table = render(records, meta)
+    print(table)
+    (out / "accuracy_latest.md").write_text(table, encoding="utf-8")
+    with open(out / "accuracy.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(meta=meta, records=records)) + "\n")
+    plot(records, out / "accuracy_vs_k.png")
 
 
 if __name__ == "__main__":

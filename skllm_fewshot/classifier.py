@@ -25,6 +25,7 @@ from ._validation import (
 )  # fmt: skip
 from .embedding import TextEmbedder
 from .engine import CONTENT_FREE, PromptScorer
+from .heads import FeatureHead, make_head
 from .loading import ModelSpec
 from ._params import ModelParamsMixin
 from .persistence import restore, saved
@@ -117,6 +118,24 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         (``docs/accuracy.md``). ``calibrate=False`` is the seed's method. With
         ``example_selection="similar"`` each prompt is calibrated with its own
         content-free scores, at predict time. Example: ``calibrate=False``.
+    head : None, "knn" or classifier, default=None
+        What turns the model's outputs into probabilities. ``None``: the softmax
+        of the label scores (calibrated or not), the seed's method. A scikit-learn
+        classifier: cloned and fitted at ``fit`` on features of **every** training
+        row, read under the prompt where the label is predicted; recommended
+        ``make_pipeline(StandardScaler(), LogisticRegression(C=0.01))`` when there
+        are a few rows per class or more (``docs/accuracy.md``). ``"knn"``: kNN
+        Prompting (:class:`~skllm_fewshot.heads.KNNPrompting`). Its parameters are
+        nested: ``head__logisticregression__C`` in a grid.
+        Example: ``head=LogisticRegression(C=0.01)``.
+    head_layers : "auto", int or list of int, default="auto"
+        The hidden-state layers a head reads, averaged; ``"auto"`` is 55%, 65% and
+        80% of the model's depth (16, 20, 24 of SmolLM2's 30); -1 is the final
+        states. Example: ``head_layers=[-1]``.
+    head_features : {"auto", "hidden", "scores", "both"}, default="auto"
+        The hidden states, the label log-probabilities, or both; ``"auto"`` is
+        ``"scores"`` for kNN Prompting and ``"hidden"`` otherwise.
+        Example: ``head_features="both"``.
     batch_size : int or "auto", default=16
         Prompts per forward pass. ``"auto"`` picks one from free accelerator memory
         (16 on CPU). On CUDA, a batch that runs out of memory is retried at half
@@ -196,6 +215,9 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         prompt_format: str = "plain",
         scoring: str = "full_label",
         calibrate: bool = True,
+        head: Any = None,
+        head_layers: Any = "auto",
+        head_features: str = "auto",
         batch_size: int | str = 16,
         device: str = "auto",
         dtype: str = "auto",
@@ -217,6 +239,9 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.prompt_format = prompt_format
         self.scoring = scoring
         self.calibrate = calibrate
+        self.head = head
+        self.head_layers = head_layers
+        self.head_features = head_features
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
@@ -300,6 +325,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         one = selection.one_prompt
         self.content_free_proba_ = engine.content_free_proba() if self.calibrate and one else None
         self._engine = engine
+        if self.head is not None and not one:
+            raise ValueError(
+                "A head learns from features read under one prompt; use example_selection='stratified' with head."
+            )
+        self.head_ = make_head(self.head, self.calibrate, self.head_layers, self.head_features).fit(engine, texts, y)
         return self
 
     def _spec(self) -> ModelSpec:
@@ -371,9 +401,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         proba = np.empty((len(texts), len(self.classes_)))
         cut: list[int] = []
         for group in tqdm(groups, desc="prompts", disable=not self.verbose or len(groups) == 1):
-            proba[group.rows] = self._engine_for(group).proba(
-                texts[group.rows], calibrate=self.calibrate, truncated=cut
-            )
+            proba[group.rows] = self.head_.predict_proba(self._engine_for(group), texts[group.rows], cut)
         if cut:
             warnings.warn(
                 f"{len(cut)} of {len(texts)} texts did not fit in the model's context with the prompt "
@@ -382,6 +410,21 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
                 stacklevel=2,
             )
         return proba
+
+    def features(self, X: Any) -> np.ndarray:
+        """What a head reads for each text (see ``head_layers``, ``head_features``).
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        head = self.head_ if isinstance(self.head_, FeatureHead) else FeatureHead(None, self.head_layers, self.head_features)
+        return head.features(self.engine_, check_texts(X))
 
     def examples_for(self, X: Any) -> list[list[tuple[str, Any]]]:
         """The examples each text's prompt shows, in prompt order.

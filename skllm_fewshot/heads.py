@@ -67,10 +67,13 @@ def feature_matrix(scores: np.ndarray, states: np.ndarray, kind: str) -> np.ndar
     >>> feature_matrix(np.zeros((2, 3)), np.ones((2, 2, 4)), "both").shape
     (2, 7)
     """
-    # Normalised across the labels: what the prompt predicts, not how long the words are.
-    log_proba = np.log(np.maximum(softmax(scores), 1e-300))
-    hidden = states.mean(axis=1).astype(np.float64)
-    return {"hidden": hidden, "scores": log_proba, "both": np.hstack([hidden, log_proba])}[kind]
+    parts = []
+    if kind in ("hidden", "both"):
+        parts.append(states.mean(axis=1).astype(np.float64))
+    if kind in ("scores", "both"):
+        # Normalised across the labels: what the prompt predicts, not how long the words are.
+        parts.append(np.log(np.maximum(softmax(scores), 1e-300)))
+    return np.hstack(parts)
 
 
 def feature_names(label_words: Sequence[str], hidden_size: int, kind: str) -> list[str]:
