@@ -16,6 +16,7 @@ __all__ = [
     "check_int",
     "check_label_descriptions",
     "check_label_words",
+    "check_fit_targets",
     "check_param_text",
     "check_params",
     "check_targets",
@@ -333,8 +334,13 @@ def check_params(est: Any) -> None:
         raise ValueError(
             f"model_kwargs must be a dict of from_pretrained options or None; got {type(est.model_kwargs).__name__}."
         )
-    if not isinstance(est.calibrate, (bool, np.bool_)):
-        raise ValueError(f"calibrate must be True or False; got {est.calibrate!r}.")
+    for name in ("calibrate", "at_least_one"):
+        if not isinstance(getattr(est, name), (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {getattr(est, name)!r}.")
+    if not (est.multi_label == "auto" or isinstance(est.multi_label, (bool, np.bool_))):
+        raise ValueError(f"multi_label must be 'auto', True or False; got {est.multi_label!r}.")
+    if not (est.threshold == "auto" or (isinstance(est.threshold, numbers.Real) and 0 <= est.threshold <= 1)):
+        raise ValueError(f"threshold must be 'auto' or a number in [0, 1]; got {est.threshold!r}.")
 
 
 def check_label_descriptions(descriptions: Any, classes: np.ndarray) -> list[str] | None:
@@ -392,3 +398,50 @@ def check_zero_shot(X: Any, y: Any, n_examples_per_class: int) -> np.ndarray:
     if names.ndim != 1:
         raise ValueError(f"With X=None, y must be a 1-D list of class names; got shape {names.shape}.")
     return names
+
+
+def check_fit_targets(est: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The texts, targets, classes and multi-label flag of ``est.fit(X, y)``.
+
+    ``X=None`` is zero-shot (``y``: the class names); a 0/1 indicator ``y`` (or
+    ``multi_label=True``) is multi-label, whose targets are the indicator matrix.
+    """
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import validate_data
+
+    from .multilabel import check_indicator, is_indicator
+
+    multi = est.multi_label is True or (est.multi_label == "auto" and X is not None and is_indicator(y))
+    if X is None:
+        names = check_zero_shot(X, y, est.n_examples_per_class)
+        if multi:
+            if len(set(names.tolist())) != len(names):
+                raise ValueError("With X=None and multi_label=True, y must name each label once.")
+            return np.empty(0, dtype=object), np.zeros((0, len(names)), dtype=int), names, True
+        check_classification_targets(names)
+        return np.empty(0, dtype=object), names, _classes(names), False
+    texts = check_texts(X)
+    if multi:
+        if not is_indicator(y):
+            raise ValueError(
+                "multi_label=True needs y as a 0/1 indicator matrix (one column per label), e.g. "
+                "sklearn.preprocessing.MultiLabelBinarizer().fit_transform(label_sets)."
+            )
+        names, indicator = check_indicator(y)
+        if len(indicator) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(indicator)} rows.")
+        return texts, indicator, names, True
+    if y is not None:  # None is left to validate_data, whose error scikit-learn's checks expect
+        check_targets(y)
+    # The checked 1-D texts, not X: a one-column DataFrame's column name is no feature
+    # name, so fitting on df and predicting on df["text"] (or a list) does not warn.
+    _, y = validate_data(est, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
+    check_classification_targets(y)
+    return texts, y, _classes(y), False
+
+
+def _classes(y: np.ndarray) -> np.ndarray:
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
+    return classes

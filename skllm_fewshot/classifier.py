@@ -15,13 +15,11 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ._validation import (
-    check_label_descriptions, check_label_words, check_params, check_targets, check_texts, check_zero_shot,
-    warn_numeric_classes,
+    check_fit_targets, check_label_descriptions, check_label_words, check_params, check_texts, warn_numeric_classes,
 )  # fmt: skip
 from .embedding import TextEmbedder
 from .engine import CONTENT_FREE, PromptScorer
@@ -29,7 +27,8 @@ from .heads import FeatureHead, make_head
 from .loading import ModelSpec
 from ._params import ModelParamsMixin
 from .persistence import restore, saved
-from .prompt import DEFAULT_INSTRUCTION, DESCRIBED_INSTRUCTION, FewShotPrompt
+from .multilabel import decide
+from .prompt import FewShotPrompt, default_instruction
 from .selection import PromptGroup, make_selection
 
 __all__ = ["CONTENT_FREE", "FewShotLLMClassifier"]
@@ -136,6 +135,21 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         The hidden states, the label log-probabilities, or both; ``"auto"`` is
         ``"scores"`` for kNN Prompting and ``"hidden"`` otherwise.
         Example: ``head_features="both"``.
+    multi_label : "auto" or bool, default="auto"
+        Multi-label classification: each label judged on its own (a ``yes``/``no``
+        after the text per label, all in one pass). ``"auto"``: when ``y`` is a
+        0/1 indicator matrix (numpy, sparse, or a DataFrame whose columns name the
+        labels); ``True`` also for zero-shot, ``fit(None, names)``. Then
+        ``predict`` returns an indicator matrix and ``predict_proba`` one
+        probability per label. Example: ``multi_label=True``.
+    threshold : "auto" or float, default="auto"
+        Multi-label: a label is predicted when its probability reaches it.
+        ``"auto"``: 0.5 after calibration, or, per label, the best F1 on the
+        training rows when each label has at least 5 rows with and without it.
+        Example: ``threshold=0.4``.
+    at_least_one : bool, default=False
+        Multi-label: predict the likeliest label when none reaches its threshold.
+        Example: ``at_least_one=True``.
     batch_size : int or "auto", default=16
         Prompts per forward pass. ``"auto"`` picks one from free accelerator memory
         (16 on CPU). On CUDA, a batch that runs out of memory is retried at half
@@ -162,7 +176,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The classes, sorted.
+        The classes, sorted; for multi-label, the labels in ``y``'s column order.
+    multi_label_ : bool
+        Whether the fit was multi-label.
+    head_ : object
+        The fitted head; for multi-label its ``thresholds_`` are the labels' thresholds.
     label_words_ : list of str
         The label word of each class, in ``classes_`` order.
     examples_ : list of (str, class) or None
@@ -218,6 +236,9 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         head: Any = None,
         head_layers: Any = "auto",
         head_features: str = "auto",
+        multi_label: bool | str = "auto",
+        threshold: float | str = "auto",
+        at_least_one: bool = False,
         batch_size: int | str = 16,
         device: str = "auto",
         dtype: str = "auto",
@@ -242,6 +263,9 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.head = head
         self.head_layers = head_layers
         self.head_features = head_features
+        self.multi_label = multi_label
+        self.threshold = threshold
+        self.at_least_one = at_least_one
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
@@ -255,6 +279,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         tags.input_tags.one_d_array = True
         tags.input_tags.two_d_array = False
         tags.classifier_tags.poor_score = True
+        tags.classifier_tags.multi_label = True
         return tags
 
     def __getstate__(self) -> dict:
@@ -295,26 +320,14 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
 
     def _fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
         check_params(self)
-        if X is None:
-            texts, y = np.empty(0, dtype=object), check_zero_shot(X, y, self.n_examples_per_class)
-        else:
-            if y is not None:  # None is left to validate_data, whose error scikit-learn's checks expect
-                check_targets(y)
-            texts = check_texts(X)
-            # The checked 1-D texts, not X: a one-column DataFrame's column name is no feature
-            # name, so fitting on df and predicting on df["text"] (or a list) does not warn.
-            _, y = validate_data(self, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
-        check_classification_targets(y)
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
-        self.classes_ = classes
+        texts, y, self.classes_, self.multi_label_ = check_fit_targets(self, X, y)
         self.label_words_ = check_label_words(self.label_words, self.classes_)
         self.label_descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
         warn_numeric_classes(self.classes_, self.label_words)
         spec = self._spec()
         selection = make_selection(
-            self.example_selection, self.n_examples_per_class, self.example_order, TextEmbedder(self.embedding, spec)
+            self.example_selection, self.n_examples_per_class, self.example_order, TextEmbedder(self.embedding, spec),
+            multi_label=self.multi_label_,
         )
         self.selection_ = selection.fit(texts, y, self.classes_, check_random_state(self.random_state))
         self.examples_ = selection.examples_
@@ -329,20 +342,24 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
             raise ValueError(
                 "A head learns from features read under one prompt; use example_selection='stratified' with head."
             )
-        self.head_ = make_head(self.head, self.calibrate, self.head_layers, self.head_features).fit(engine, texts, y)
+        self.head_ = make_head(
+            self.head, self.calibrate, self.head_layers, self.head_features, self.multi_label_, self.threshold
+        ).fit(engine, texts, y)
         return self
 
     def _spec(self) -> ModelSpec:
         return ModelSpec(self.model, self.tokenizer, self.device, self.dtype, self.model_kwargs)
 
-    def _default_instruction(self) -> str:
-        return DESCRIBED_INSTRUCTION if self.label_descriptions_ is not None else DEFAULT_INSTRUCTION
-
     def _make_prompt(self, examples: list[tuple[str, Any]]) -> FewShotPrompt:
         words = dict(zip(self.classes_, self.label_words_))
+        if self.multi_label_:
+            answers = [(text, FewShotPrompt.label_lines(self.label_words_, row)) for text, row in examples]
+        else:
+            answers = [(text, words[c]) for text, c in examples]
         return FewShotPrompt(
-            instruction=self.instruction if self.instruction is not None else self._default_instruction(),
-            examples=[(text, words[c]) for text, c in examples],
+            instruction=default_instruction(self.instruction, self.label_descriptions_, self.multi_label_),
+            examples=answers,
+            multi_label=self.multi_label_,
             label_words=self.label_words_,
             label_descriptions=self.label_descriptions_,
             text_name=self.text_name,
@@ -450,8 +467,10 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,), or (n_samples, n_labels) 0/1 for multi-label
         """
         proba = self.predict_proba(X)  # first, so that an unfitted estimator raises NotFittedError
+        if self.multi_label_:
+            return decide(proba, self.head_.thresholds_, self.at_least_one)
         return self.classes_[np.argmax(proba, axis=1)]
 

@@ -67,6 +67,11 @@ def calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     return proba / proba.sum(axis=1, keepdims=True)
 
 
+def _yes_log_odds(scores: np.ndarray) -> np.ndarray:
+    """Per label, log P(yes) - log P(no), from scores laid out as yes, no, yes, no, ..."""
+    return scores[:, 0::2] - scores[:, 1::2]
+
+
 class PromptScorer:
     """Scores texts under one few-shot prompt.
 
@@ -145,12 +150,16 @@ class PromptScorer:
     # -- set-up -------------------------------------------------------------------
 
     def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
-        words = list(self.prompt.label_words)
+        words = self.prompt.answers()
+        if self.prompt.multi_label:
+            # Each label's "yes" and "no" differ only at the answer: scored whole.
+            self.scoring = "full_label"
         if self.scoring == "full_label":
             seqs = tokens.label_ids_in_context(words)
         else:
             seqs = [ids[:1] for ids in tokens.label_first_tokens(words)]
-        for c, w, ids in zip(self.classes, words, seqs):
+        owners = self.classes if len(self.classes) == len(words) else [c for c in self.classes for _ in (0, 1)]
+        for c, w, ids in zip(owners, words, seqs):
             if not ids:
                 raise ValueError(f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word.")
         if self.scoring == "first_token":
@@ -290,13 +299,35 @@ class PromptScorer:
             return np.empty((0, n_classes)), np.empty((0, len(layers), hidden), dtype=np.float32)
         return out[:, :n_classes], out[:, n_classes:].reshape(len(texts), len(layers), hidden).astype(np.float32)
 
-    def content_free_proba(self) -> np.ndarray:
-        """Mean class probabilities of the content-free queries (computed once)."""
+    def content_free_scores(self) -> np.ndarray:
+        """Label log-likelihoods of the content-free queries, one row each (computed once)."""
         if self._prior is None:
             with self._prior_lock:
                 if self._prior is None:
-                    self._prior = softmax(self.log_likelihoods(list(CONTENT_FREE))).mean(axis=0)
+                    self._prior = self.log_likelihoods(list(CONTENT_FREE))
         return self._prior
+
+    def content_free_proba(self) -> np.ndarray:
+        """Mean class probabilities of the content-free queries."""
+        return softmax(self.content_free_scores()).mean(axis=0)
+
+    def label_proba(self, texts: Sequence[str], *, calibrate: bool = False, truncated: list[int] | None = None):
+        """Multi-label: the probability of ``"yes"`` for each label, judged on its own.
+
+        Each label's ``"word: yes"`` and ``"word: no"`` are scored after the query
+        (in one pass, as branches of the label trie); calibration divides the odds
+        by those of the content-free queries.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_labels), float64
+        """
+        yes_odds = _yes_log_odds(self.log_likelihoods(texts, truncated))
+        if calibrate:
+            prior = np.log(np.mean(1 / (1 + np.exp(-_yes_log_odds(self.content_free_scores()))), axis=0))
+            no_prior = np.log1p(-np.exp(prior))
+            yes_odds = yes_odds - (prior - no_prior)
+        return 1 / (1 + np.exp(-yes_odds))
 
     def proba(
         self, texts: Sequence[str], *, calibrate: bool = False, truncated: list[int] | None = None

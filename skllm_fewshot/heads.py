@@ -139,7 +139,10 @@ class FeatureHead:
         return self.estimator_.predict_proba(self.features(engine, texts, truncated))
 
 
-def make_head(head: Any, calibrate: bool, layers: Any = "auto", kind: str = "auto") -> PromptHead | FeatureHead:
+def make_head(
+    head: Any, calibrate: bool, layers: Any = "auto", kind: str = "auto", multi_label: bool = False,
+    threshold: Any = "auto",
+) -> Any:
     """The head for the classifier's ``head`` parameter, with a clear error for a bad one.
 
     Examples
@@ -149,8 +152,10 @@ def make_head(head: Any, calibrate: bool, layers: Any = "auto", kind: str = "aut
     >>> type(make_head(None, True)).__name__, type(make_head(LogisticRegression(), True)).__name__
     ('PromptHead', 'FeatureHead')
     """
+    from .multilabel import MultiLabelFeatureHead, MultiLabelPromptHead
+
     if head is None:
-        return PromptHead(calibrate)
+        return MultiLabelPromptHead(calibrate, threshold) if multi_label else PromptHead(calibrate)
     if isinstance(head, str) and head == "knn":
         head = KNNPrompting()
     if not (is_classifier(head) and hasattr(head, "fit") and hasattr(head, "predict_proba")):
@@ -160,6 +165,8 @@ def make_head(head: Any, calibrate: bool, layers: Any = "auto", kind: str = "aut
         )
     if kind not in HEAD_FEATURES:
         raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")
+    if multi_label:
+        return MultiLabelFeatureHead(FeatureHead(head, layers, kind), threshold)
     return FeatureHead(head, layers, kind)
 
 

@@ -12,11 +12,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["DEFAULT_INSTRUCTION", "DESCRIBED_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece"]
+__all__ = ["DEFAULT_INSTRUCTION", "DESCRIBED_INSTRUCTION", "MULTI_LABEL_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece"]
 
 DEFAULT_INSTRUCTION = "Classify each {text_name} into one of these categories: {labels}."
 # With label descriptions: {labels} is then a list, one "- word: description" per line.
 DESCRIBED_INSTRUCTION = "Classify each {text_name} into one of these categories:{labels}"
+# Multi-label: each label is answered on its own line, "word: yes" or "word: no".
+MULTI_LABEL_INSTRUCTION = "For each {text_name}, say which of these topics it is about: {labels}."
+DESCRIBED_MULTI_LABEL_INSTRUCTION = "For each {text_name}, say which of these topics it is about:{labels}"
+YES, NO = "yes", "no"
+
+
+def default_instruction(instruction: str | None, descriptions: Any, multi_label: bool) -> str:
+    """``instruction``, or the default for the task when it is None.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.prompt import default_instruction
+    >>> default_instruction(None, None, False)
+    'Classify each {text_name} into one of these categories: {labels}.'
+    """
+    if instruction is not None:
+        return instruction
+    if multi_label:
+        return MULTI_LABEL_INSTRUCTION if descriptions is None else DESCRIBED_MULTI_LABEL_INSTRUCTION
+    return DEFAULT_INSTRUCTION if descriptions is None else DESCRIBED_INSTRUCTION
 
 PROMPT_FORMATS = ("plain", "chat")
 
@@ -53,6 +73,10 @@ class FewShotPrompt:
     prompt_format : {"plain", "chat"}
         ``"plain"`` is the seed notebook's layout; ``"chat"`` puts the same content
         through the tokenizer's chat template as one user turn.
+    multi_label : bool, default=False
+        Each example's answer is then one ``"word: yes|no"`` line per label (see
+        :meth:`label_lines`), and each label is scored on its own after the query
+        (:meth:`answers`).
     label_descriptions : sequence of str, optional
         One description per label word; ``{labels}`` then lists one
         ``"- word: description"`` per line, each on a new line, instead of the
@@ -84,6 +108,26 @@ class FewShotPrompt:
     label_name: str = "Label"
     prompt_format: str = "plain"
     label_descriptions: Sequence[str] | None = None
+    multi_label: bool = False
+
+    def answers(self) -> list[str]:
+        """What is scored after the prompt: each label word, or each ``"word: yes"`` and ``"word: no"``."""
+        if not self.multi_label:
+            return list(self.label_words)
+        return [f"{w}: {a}" for w in self.label_words for a in (YES, NO)]
+
+    @staticmethod
+    def label_lines(words: Sequence[str], present: Sequence[bool]) -> str:
+        """A multi-label example's answer: one ``"word: yes"`` or ``"word: no"`` line per label.
+
+        Examples
+        --------
+        >>> from skllm_fewshot.prompt import FewShotPrompt
+        >>> print(FewShotPrompt.label_lines(["price", "delivery"], [True, False]))
+        price: yes
+        delivery: no
+        """
+        return "\n".join(f"{w}: {YES if p else NO}" for w, p in zip(words, present))
 
     def header(self) -> str:
         """The instruction with its fields filled in."""
@@ -99,9 +143,11 @@ class FewShotPrompt:
     def _content_pieces(self) -> list[Piece | int]:
         """The content with each user text replaced by its slot number (query: -1)."""
         out: list[Piece | int] = [Piece(self.header())]
-        for i, (_, word) in enumerate(self.examples):
-            out += [Piece(f"\n\n{self.text_name}:\n'"), i, Piece(f"'\n{self.label_name}:\n{word}")]
-        out += [Piece(f"\n\n{self.text_name}:\n'"), QUERY_SLOT, Piece(f"'\n{self.label_name}:\n")]
+        # Multi-label answers are lines "word: yes|no" of their own, after the text.
+        intro = "" if self.multi_label else f"{self.label_name}:\n"
+        for i, (_, answer) in enumerate(self.examples):
+            out += [Piece(f"\n\n{self.text_name}:\n'"), i, Piece(f"'\n{intro}{answer}")]
+        out += [Piece(f"\n\n{self.text_name}:\n'"), QUERY_SLOT, Piece(f"'\n{intro}")]
         return out
 
     def render(self, query: str = "{}", tokenizer: Any = None) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 __all__ = [
     "EXAMPLE_ORDERS",
     "EXAMPLE_SELECTIONS",
+    "LabelSetSelection",
     "PromptGroup",
     "SimilarSelection",
     "StratifiedSelection",
@@ -185,11 +186,53 @@ class SimilarSelection:
         return [[self._example(r) for r in rows] for rows in self._rows(texts)]
 
 
+class LabelSetSelection(StratifiedSelection):
+    """Multi-label: ``k`` rows with each label, shown with their whole label sets.
+
+    Labels are visited in a random order; each takes rows that have it until ``k``
+    of the chosen rows have it, so every label appears and rows with several
+    labels count for each of them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.selection import LabelSetSelection
+    >>> Y = np.array([[1, 0], [0, 1], [1, 1], [0, 1]])
+    >>> sel = LabelSetSelection(1, "shuffle").fit(
+    ...     np.array(["a", "b", "c", "d"], dtype=object), Y, np.array(["p", "q"]), np.random.RandomState(0))
+    >>> all(any(row[j] for _, row in sel.examples_) for j in range(2))
+    True
+    """
+
+    def fit(
+        self, texts: np.ndarray, y: np.ndarray, classes: np.ndarray, rng: np.random.RandomState
+    ) -> LabelSetSelection:
+        k = self.n_examples_per_class
+        chosen: list[int] = []
+        for j in rng.permutation(y.shape[1]):
+            have = int(y[chosen, j].sum()) if chosen else 0
+            free = np.setdiff1d(np.flatnonzero(y[:, j]), chosen)
+            if have + len(free) < k:
+                warnings.warn(
+                    f"Label {classes[j]!r} has {have + len(free)} training rows, fewer than "
+                    f"n_examples_per_class={k}; all of them are used.",
+                    UserWarning,
+                    stacklevel=5,
+                )
+            if k > have and len(free):
+                chosen += [int(i) for i in rng.choice(free, size=min(k - have, len(free)), replace=False)]
+        order = [chosen[i] for i in rng.permutation(len(chosen))]
+        self.examples_ = [(str(texts[i]), tuple(int(v) for v in y[i])) for i in order]
+        return self
+
+
 # The name of each strategy, as the classifier's example_selection parameter takes it.
 EXAMPLE_SELECTIONS = ("stratified", "similar")
 
 
-def make_selection(name: str, n_examples_per_class: int, order: str, embedder: Any = None) -> Any:
+def make_selection(
+    name: str, n_examples_per_class: int, order: str, embedder: Any = None, multi_label: bool = False
+) -> Any:
     """The (unfitted) strategy called ``name``.
 
     Examples
@@ -198,6 +241,8 @@ def make_selection(name: str, n_examples_per_class: int, order: str, embedder: A
     >>> type(make_selection("stratified", 1, "shuffle")).__name__
     'StratifiedSelection'
     """
+    if multi_label:
+        return LabelSetSelection(n_examples_per_class, order)
     # Without examples every prompt is the same: the stratified strategy's, empty.
     if name == "similar" and n_examples_per_class > 0:
         return SimilarSelection(n_examples_per_class, order, embedder)
