@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SENTIMENT_X, SENTIMENT_Y
+from conftest import SENTIMENT_X, SENTIMENT_Y, Fault, inject_fault
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, check_cv, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+import skllm_fewshot.classifier
 from skllm_fewshot import FewShotLLMClassifier, clear_model_cache, model_cache_info
 from skllm_fewshot.loading import ModelNotAvailableError
 
@@ -30,31 +31,8 @@ def lowercase(texts):
     return np.array([t.lower() for t in texts], dtype=object)
 
 
-@pytest.fixture
-def make_clf(tiny_model, bpe_tokenizer):
-    def make(**params):
-        # Uncalibrated unless a test asks: many compare with the plain loop's probabilities.
-        params = {"tokenizer": bpe_tokenizer, "batch_size": 4, "random_state": 0, "calibrate": False, **params}
-        return FewShotLLMClassifier(params.pop("model", tiny_model), **params)
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def fitted(tiny_model, bpe_tokenizer):
-    return FewShotLLMClassifier(
-        tiny_model, tokenizer=bpe_tokenizer, batch_size=4, random_state=0, calibrate=False
-    ).fit(X, Y)
-
-
-@pytest.fixture
-def path_clf(tiny_model_dir):
-    def make(**params):
-        params = {"device": "cpu", "dtype": "float32", "batch_size": 4, "random_state": 0, "calibrate": False,
-                  **params}  # fmt: skip
-        return FewShotLLMClassifier(str(tiny_model_dir), **params)
-
-    return make
+# Uncalibrated unless a test asks: many compare with the plain loop's probabilities.
+CLF_PARAMS = {"calibrate": False}
 
 
 def model_bytes(model):
@@ -123,7 +101,9 @@ def test_clone_get_params_set_params_round_trip(make_clf, tiny_model, bpe_tokeni
 
 def test_clone_of_a_fitted_estimator_is_unfitted(fitted):
     cloned = clone(fitted)
-    assert not hasattr(cloned, "classes_") and not hasattr(cloned, "_runtime")
+    assert not hasattr(cloned, "classes_")
+    with pytest.raises(NotFittedError):
+        cloned.engine_  # no engine either
     with pytest.raises(NotFittedError):
         cloned.predict(["x"])
 
@@ -172,8 +152,8 @@ def test_prompt_is_the_seed_layout(make_clf):
     expected += "\n\nProduct review:\n'{}'\nSentiment:\n"
     assert clf.prompt_ == expected
     # What is scored is this prompt with the query in the slot.
-    tokens = clf._runtime.tokens
-    assert tokens._head_text + "QUERY" + tokens._tail_text == expected.replace("'{}'", "'QUERY'")
+    tokens = clf.engine_.tokens
+    assert tokens.head_text + "QUERY" + tokens.tail_text == expected.replace("'{}'", "'QUERY'")
 
 
 def test_default_instruction(make_clf):
@@ -468,7 +448,7 @@ def test_chat_format(make_clf, bpe_tokenizer):
     plain = make_clf(prompt_format="plain", n_examples_per_class=1).fit(X, Y)
     content = plain.prompt_.rstrip("\n")
     assert clf.prompt_ == f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
-    ids = clf._runtime.tokens.encode(["hello"])[0]
+    ids = clf.engine_.tokens.encode(["hello"])[0]
     assert ids == bpe_tokenizer(clf.prompt_.replace("{}", "hello"), add_special_tokens=False)["input_ids"]
     p = clf.predict_proba(X)
     assert p.shape == (len(X), 3)
@@ -535,15 +515,19 @@ def test_pickle_model_given_by_path(path_clf, fitted, tiny_model):
     # Same weights as the model object: same probabilities.
     np.testing.assert_allclose(expected, fitted.predict_proba(X), rtol=0, atol=1e-6)
 
+    engine = clf.engine_
     blob = pickle.dumps(clf)
     assert len(blob) < model_bytes(tiny_model) / 20  # no weights inside
-    assert hasattr(clf, "_runtime")  # pickling leaves the original usable as it was
+    assert clf.engine_ is engine  # pickling leaves the original usable as it was
 
     loads = model_cache_info()["loads"]
-    restored = pickle.loads(blob)
-    assert not hasattr(restored, "_runtime")
-    assert restored.examples_ == clf.examples_ and restored.prompt_ == clf.prompt_
-    np.testing.assert_array_equal(restored.predict_proba(X), expected)
+    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=None)) as built:
+        restored = pickle.loads(blob)
+        assert built.fault.calls == 0  # the engine is not in the pickle
+        assert restored.examples_ == clf.examples_ and restored.prompt_ == clf.prompt_
+        np.testing.assert_array_equal(restored.predict_proba(X), expected)
+        assert built.fault.calls == 1  # rebuilt on first use
+    assert restored.engine_ is not engine and restored.engine_.loaded.model is engine.loaded.model
     assert model_cache_info()["loads"] == loads  # reloaded from the process-wide cache
 
     # With the cache cleared, the weights are read again on first use, once.
@@ -556,8 +540,9 @@ def test_pickle_model_given_by_path(path_clf, fitted, tiny_model):
 
 def test_pickle_model_object(fitted):
     expected = fitted.predict_proba(X)
+    engine = fitted.engine_
     blob = pickle.dumps(fitted)
-    assert hasattr(fitted, "_runtime")
+    assert fitted.engine_ is engine  # pickling leaves the original as it was
     restored = pickle.loads(blob)
     assert restored.model is not fitted.model
     assert restored.examples_ == fitted.examples_
@@ -593,7 +578,7 @@ def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_
     # Words with distinct first tokens, so that first_token scoring accepts them.
     words = {"negative": "bad", "neutral": "meh", "positive": "good"}
     clf = make_clf(model=model, scoring=scoring, label_words=words).fit(X, Y)
-    tokens = clf._runtime.tokens
+    tokens = clf.engine_.tokens
     room = len(tokens.encode([""])[0])
     model.config.max_position_embeddings = room + 12
     clf = make_clf(model=model, scoring=scoring, label_words=words).fit(X, Y)
@@ -605,8 +590,8 @@ def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_
     assert proba.shape == (3, len(clf.classes_))
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    ids = clf._runtime.tokens.encode(texts)
-    assert all(len(i) <= clf._runtime.tokens.max_length for i in ids)
+    ids = clf.engine_.tokens.encode(texts)
+    assert all(len(i) <= clf.engine_.tokens.max_length for i in ids)
     # The instruction, the examples and the tail are kept: only the query is cut.
     assert ids[0][:room - 8] == tokens.encode([""])[0][:room - 8]
     assert ids[0][-3:] == tokens.encode([""])[0][-3:]

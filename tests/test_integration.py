@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import whole_prompts
 from sklearn.model_selection import train_test_split
 
 from skllm_fewshot import FewShotLLMClassifier, model_cache_info
@@ -35,7 +36,7 @@ def seed_setup(mas_tweets):
     return labels, train, test, instruction
 
 
-def make_clf(instruction, scoring):
+def seed_clf(instruction, scoring):
     return FewShotLLMClassifier(
         None,
         instruction=instruction,
@@ -51,11 +52,6 @@ def make_clf(instruction, scoring):
     )
 
 
-def whole_prompts(clf, texts):
-    tokens = clf._runtime.tokens
-    return [tokens._head_text + t + tokens._tail_text for t in texts]
-
-
 def seed_prompt(clf):
     """The seed's generate_prompt(base_prompt, examples, "Tweet", "Categoría")."""
     prompt = clf.instruction
@@ -68,9 +64,9 @@ def seed_prompt(clf):
 def first_token_clf(smollm2, seed_setup):
     labels, train, _, instruction = seed_setup
     loads = model_cache_info()["loads"]
-    clf = make_clf(instruction, "first_token").fit(train["TEXTO"], train["SECTOR"])
+    clf = seed_clf(instruction, "first_token").fit(train["TEXTO"], train["SECTOR"])
     assert model_cache_info()["loads"] == loads  # the session's SmolLM2, not a second copy
-    assert clf._runtime.loaded.model is smollm2.model
+    assert clf.engine_.loaded.model is smollm2.model
     return clf
 
 
@@ -105,7 +101,7 @@ def test_first_token_matches_the_seed_loop(first_token_clf, smollm2, seed_setup)
 
 def test_full_label_matches_the_reference_loop(smollm2, seed_setup):
     _, train, test, instruction = seed_setup
-    clf = make_clf(instruction, "full_label").fit(train["TEXTO"], train["SECTOR"])
+    clf = seed_clf(instruction, "full_label").fit(train["TEXTO"], train["SECTOR"])
     texts = test["TEXTO"].tolist()[:N_FULL_LABEL]
     got = clf.predict_proba(texts)
     expected = full_label_proba(smollm2.model, smollm2.tokenizer, whole_prompts(clf, texts), clf.label_words_)
@@ -117,16 +113,16 @@ def test_smollm2_tokens_equal_tokenizing_the_whole_prompt(first_token_clf, smoll
     _, train, test, instruction = seed_setup
     tok = smollm2.tokenizer
     queries = test["TEXTO"].tolist() + ["s is fine", "", " ", "'ll", "x <|im_end|> y", "hola <|endoftext|>'s"]
-    tokens = first_token_clf._runtime.tokens
+    tokens = first_token_clf.engine_.tokens
     for q, ids in zip(queries, tokens.encode(queries)):
-        whole = tokens._head_text + q + tokens._tail_text
+        whole = tokens.head_text + q + tokens.tail_text
         # Plain format, as the seed tokenizes it; special-token text stays characters.
         assert ids == tok(whole, split_special_tokens=True)["input_ids"], q
-    chat = make_clf(instruction, "first_token").set_params(prompt_format="chat")
+    chat = seed_clf(instruction, "first_token").set_params(prompt_format="chat")
     chat.fit(train["TEXTO"], train["SECTOR"])
-    tokens = chat._runtime.tokens
-    assert tokens._head_text.startswith("<|im_start|>system\n")  # SmolLM2's template adds its system turn
-    assert tokens._tail_text.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    tokens = chat.engine_.tokens
+    assert tokens.head_text.startswith("<|im_start|>system\n")  # SmolLM2's template adds its system turn
+    assert tokens.tail_text.endswith("<|im_end|>\n<|im_start|>assistant\n")
     plain_queries = queries[:-2]
     for q, ids in zip(plain_queries, tokens.encode(plain_queries)):
-        assert ids == tok(tokens._head_text + q + tokens._tail_text, add_special_tokens=False)["input_ids"], q
+        assert ids == tok(tokens.head_text + q + tokens.tail_text, add_special_tokens=False)["input_ids"], q

@@ -13,13 +13,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import SENTIMENT_X, SENTIMENT_Y
+from conftest import ATOL, SCORINGS, WORDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skllm_fewshot import FewShotLLMClassifier
-
-# Texts the library rejects by design, with a message (see test_reliability.py):
+# Texts the library rejects by design, with a message (see test_unicode.py):
 # surrogates (bad decoding) and the two code points that mark user text in chat prompts.
 _EXCLUDED = "\ue000\ue001"
 
@@ -73,11 +71,8 @@ piece = st.one_of(st.sampled_from(PROMPT_LIKE), st.text(any_char, max_size=12))
 texts = st.lists(piece, max_size=4).map("".join)
 batches = st.lists(texts, min_size=1, max_size=6)
 
-# float32 scoring: different batch compositions agree to this, not bit for bit.
-ATOL = 1e-4
-# Label words with distinct first tokens, so that both scorings accept them.
-WORDS = {"negative": "bad", "neutral": "meh", "positive": "good"}
-SCORINGS = ["full_label", "first_token"]
+# float32 scoring: different batch compositions agree to ATOL, not bit for bit.
+CLF_PARAMS = {"label_words": WORDS}
 
 SETTINGS = settings(
     max_examples=100,
@@ -86,22 +81,18 @@ SETTINGS = settings(
 )
 
 
-def make(model, tokenizer, scoring, **params):
-    params = {"label_words": WORDS, "batch_size": 4, "random_state": 0, **params}
-    return FewShotLLMClassifier(model, tokenizer=tokenizer, scoring=scoring, **params)
-
-
 @pytest.fixture(scope="module", params=SCORINGS)
-def clf(request, tiny_model, bpe_tokenizer):
-    return make(tiny_model, bpe_tokenizer, request.param).fit(SENTIMENT_X, SENTIMENT_Y)
+def fitted_params(request):
+    """``fitted`` in both scorings."""
+    return {"scoring": request.param}
 
 
-def with_batch_size(clf, batch_size, texts):
-    before = clf.batch_size
+def with_batch_size(fitted, batch_size, texts):
+    before = fitted.batch_size
     try:
-        return clf.set_params(batch_size=batch_size).predict_proba(texts)
+        return fitted.set_params(batch_size=batch_size).predict_proba(texts)
     finally:
-        clf.set_params(batch_size=before)
+        fitted.set_params(batch_size=before)
 
 
 def assert_same_predictions(a, b):
@@ -114,38 +105,38 @@ def assert_same_predictions(a, b):
 
 @SETTINGS
 @given(batch=batches)
-def test_rows_are_probabilities(clf, batch):
-    proba = clf.predict_proba(batch)
-    assert proba.shape == (len(batch), len(clf.classes_)) and proba.dtype == np.float64
+def test_rows_are_probabilities(fitted, batch):
+    proba = fitted.predict_proba(batch)
+    assert proba.shape == (len(batch), len(fitted.classes_)) and proba.dtype == np.float64
     assert np.isfinite(proba).all() and (proba >= 0).all() and (proba <= 1).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(clf.predict(batch), clf.classes_[proba.argmax(1)])
+    np.testing.assert_array_equal(fitted.predict(batch), fitted.classes_[proba.argmax(1)])
 
 
 @SETTINGS
 @given(batch=batches, batch_size=st.integers(1, 7))
-def test_batch_size_does_not_change_results(clf, batch, batch_size):
-    reference = with_batch_size(clf, 1, batch)
-    assert_same_predictions(with_batch_size(clf, batch_size, batch), reference)
+def test_batch_size_does_not_change_results(fitted, batch, batch_size):
+    reference = with_batch_size(fitted, 1, batch)
+    assert_same_predictions(with_batch_size(fitted, batch_size, batch), reference)
 
 
 @SETTINGS
 @given(batch=batches, data=st.data())
-def test_permuting_X_permutes_the_rows(clf, batch, data):
+def test_permuting_X_permutes_the_rows(fitted, batch, data):
     perm = data.draw(st.permutations(range(len(batch))))
-    proba = clf.predict_proba(batch)
-    assert_same_predictions(clf.predict_proba([batch[i] for i in perm]), proba[perm])
+    proba = fitted.predict_proba(batch)
+    assert_same_predictions(fitted.predict_proba([batch[i] for i in perm]), proba[perm])
 
 
 @SETTINGS
 @given(text=texts, others=st.lists(texts, max_size=6), data=st.data())
-def test_a_row_does_not_depend_on_the_other_rows(clf, text, others, data):
+def test_a_row_does_not_depend_on_the_other_rows(fitted, text, others, data):
     at = data.draw(st.integers(0, len(others)))
     batch = others[:at] + [text] + others[at:]
-    alone = clf.predict_proba([text])[0]
-    assert_same_predictions(clf.predict_proba(batch)[at : at + 1], alone[None])
+    alone = fitted.predict_proba([text])[0]
+    assert_same_predictions(fitted.predict_proba(batch)[at : at + 1], alone[None])
     # The same text twice in a batch: the same row twice.
-    twice = clf.predict_proba([text] + others + [text])
+    twice = fitted.predict_proba([text] + others + [text])
     assert_same_predictions(twice[-1:], twice[:1])
 
 
@@ -168,7 +159,7 @@ train_sets = (
     prompt_format=st.sampled_from(["plain", "chat"]),
 )
 def test_refitting_with_the_same_random_state_reproduces_everything(
-    tiny_model, bpe_tokenizer, scoring, rows, queries, seed, shots, prompt_format
+    make_clf, scoring, rows, queries, seed, shots, prompt_format
 ):
     X, y = [t for t, _ in rows], [c for _, c in rows]
 
@@ -176,7 +167,7 @@ def test_refitting_with_the_same_random_state_reproduces_everything(
         params = {"random_state": seed, "n_examples_per_class": shots, "prompt_format": prompt_format}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a class with fewer rows than shots
-            return make(tiny_model, bpe_tokenizer, scoring, **params).fit(X, y)
+            return make_clf(scoring=scoring, **params).fit(X, y)
 
     a, b = fit(), fit()
     assert a.examples_ == b.examples_ and a.prompt_ == b.prompt_

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TRICKY_QUERIES, assert_proba_close, loop_log_likelihoods
+from conftest import TRICKY_QUERIES, assert_proba_close, loop_log_likelihoods, whole_prompts
 
 from skllm_fewshot import FewShotLLMClassifier
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
@@ -40,8 +40,6 @@ TRAIN_Y_FULL = ["positive", "positive", "negative", "negative", "neutral", "neut
 # probabilities are not dominated by the length of the words, and the trie branches.
 FULL_LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "bancos"}
 
-ATOL = 1e-4
-
 
 @pytest.fixture(params=["packed-blocks", "packed", "packed-split", "padded"])
 def layout(request):
@@ -59,11 +57,6 @@ def use_layout(scorer, layout):
     scorer.pack_tokens = 8 if layout == "packed-split" else 384
     scorer.block_attention = layout == "packed-blocks"
     return scorer
-
-
-def whole_prompts(clf, queries):
-    tokens = clf._runtime.tokens
-    return [tokens._head_text + q + tokens._tail_text for q in queries]
 
 
 def softmax(s):
@@ -108,40 +101,33 @@ def test_tiny_model_probabilities_vary(first_token_reference, full_label_referen
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
-def test_first_token_matches_seed_reference(first_token_clf, first_token_reference, batch_size, layout):
-    clf = first_token_clf
-    use_layout(clf._runtime.scorer, layout)
+@pytest.mark.parametrize("scoring, seed", [("first_token", 0), ("full_label", 100)])
+def test_predictions_match_reference(request, scoring, seed, batch_size, layout):
+    """first_token against the seed's loop, full_label against the full-label loop."""
+    clf = request.getfixturevalue(f"{scoring}_clf")
+    reference = request.getfixturevalue(f"{scoring}_reference")
+    use_layout(clf.engine_.scorer, layout)
+    if scoring == "full_label":
+        # The labels share first tokens: the trie has nodes.
+        assert len(clf.engine_.scorer.trie.tokens) > 0
     clf.set_params(batch_size=batch_size)
-    rng = np.random.default_rng(batch_size)
-    for _ in range(2):
-        perm = rng.permutation(len(QUERIES))
-        p = clf.predict_proba([QUERIES[i] for i in perm])
-        assert_proba_close(p, first_token_reference[perm])
-    clf.set_params(batch_size=4)
-
-
-@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
-def test_full_label_matches_reference(full_label_clf, full_label_reference, batch_size, layout):
-    clf = full_label_clf
-    use_layout(clf._runtime.scorer, layout)
-    # The labels share first tokens: the trie has nodes.
-    assert len(clf._runtime.scorer.trie.tokens) > 0
-    clf.set_params(batch_size=batch_size)
-    rng = np.random.default_rng(100 + batch_size)
-    for _ in range(2):
-        perm = rng.permutation(len(QUERIES))
-        p = clf.predict_proba([QUERIES[i] for i in perm])
-        assert_proba_close(p, full_label_reference[perm])
-    clf.set_params(batch_size=4)
+    try:
+        rng = np.random.default_rng(seed + batch_size)
+        for _ in range(2):
+            perm = rng.permutation(len(QUERIES))
+            p = clf.predict_proba([QUERIES[i] for i in perm])
+            assert_proba_close(p, reference[perm])
+    finally:
+        clf.set_params(batch_size=4)
 
 
 def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model, layout):
-    runtime = full_label_clf._runtime
-    use_layout(runtime.scorer, layout)
-    ids = runtime.tokens.encode(QUERIES_WITH_SPECIALS)
+    engine = full_label_clf.engine_
+    use_layout(engine.scorer, layout)
+    ids = engine.tokens.encode(QUERIES_WITH_SPECIALS)
     expected = loop_log_likelihoods(tiny_model, ids, full_label_clf.label_token_ids_)
     for batch in (1, 3, len(ids)):
-        got = np.concatenate([runtime.scorer.score(ids[i : i + batch]) for i in range(0, len(ids), batch)])
+        got = np.concatenate([engine.scorer.score(ids[i : i + batch]) for i in range(0, len(ids), batch)])
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
@@ -183,8 +169,8 @@ def test_chat_format_matches_loop(tiny_model, bpe_tokenizer, layout):
         tiny_model, tokenizer=bpe_tokenizer, calibrate=False, prompt_format="chat", scoring="first_token", random_state=0,
         batch_size=3,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
-    use_layout(clf._runtime.scorer, layout)
-    ids = clf._runtime.tokens.encode(QUERIES_WITH_SPECIALS)
+    use_layout(clf.engine_.scorer, layout)
+    ids = clf.engine_.tokens.encode(QUERIES_WITH_SPECIALS)
     # Chat prompts are tokenized without add_special_tokens (the template writes them).
     plain = ids[: len(QUERIES)]
     prompts = whole_prompts(clf, QUERIES)
@@ -198,7 +184,7 @@ def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer, layout):
         tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="first_token", n_examples_per_class=2, random_state=1,
         batch_size=5,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
-    use_layout(clf._runtime.scorer, layout)
+    use_layout(clf.engine_.scorer, layout)
     prompts = whole_prompts(clf, TRICKY_QUERIES)
     ref = seed_first_token_proba(tiny_model, bpe_tokenizer, prompts, clf.label_words_)
     assert_proba_close(clf.predict_proba(TRICKY_QUERIES), ref)
@@ -208,8 +194,8 @@ def test_wordlevel_tokenizer_with_eos_matches_loop(tiny_model, wordlevel_tokeniz
     clf = FewShotLLMClassifier(
         tiny_model, tokenizer=wordlevel_tokenizer, calibrate=False, scoring="full_label", random_state=0, batch_size=2
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
-    use_layout(clf._runtime.scorer, layout)
-    ids = clf._runtime.tokens.encode(QUERIES_WITH_SPECIALS)
+    use_layout(clf.engine_.scorer, layout)
+    ids = clf.engine_.tokens.encode(QUERIES_WITH_SPECIALS)
     assert all(row[-1] != wordlevel_tokenizer.eos_token_id for row in ids)
     expected = softmax(loop_log_likelihoods(tiny_model, ids, clf.label_token_ids_))
     assert_proba_close(clf.predict_proba(QUERIES_WITH_SPECIALS), expected)
@@ -335,7 +321,7 @@ def test_classifier_retries_on_oom(tiny_model, bpe_tokenizer, monkeypatch):
         tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="first_token", random_state=0, batch_size=8
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
     expected = clf.predict_proba(QUERIES)
-    scorer = clf._runtime.scorer
+    scorer = clf.engine_.scorer
     real_score = scorer.score
     sizes = []
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
 import pytest
-from conftest import SENTIMENT_X, SENTIMENT_Y
+from conftest import SENTIMENT_X, SENTIMENT_Y, Fault, inject_fault
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.model_selection import GridSearchCV
 
-from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot import classifier as classifier_module
+import skllm_fewshot.classifier
 from skllm_fewshot.embedding import mean_pooled_embeddings
+from skllm_fewshot.prompt import DEFAULT_INSTRUCTION, FewShotPrompt
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
@@ -25,23 +26,22 @@ def char_counts(texts):
     return np.array([[t.lower().count(ch) for ch in "abcdefghijklmnopqrstuvwxyz !'"] for t in texts], float)
 
 
-@pytest.fixture
-def make_clf(tiny_model, bpe_tokenizer):
-    def make(**params):
-        params = {"tokenizer": bpe_tokenizer, "batch_size": 4, "random_state": 0, **params}
-        return FewShotLLMClassifier(tiny_model, **params)
-
-    return make
-
-
 def reference(clf, texts, examples_per_text):
     """Each text scored by the plain loop under the prompt with its own examples."""
-    tok = clf._get_runtime().loaded.tokenizer
-    model = clf._get_runtime().loaded.model
+    tok = clf.engine_.loaded.tokenizer
+    model = clf.engine_.loaded.model
     loop = full_label_proba if clf.scoring == "full_label" else seed_first_token_proba
+    words = dict(zip(clf.classes_, clf.label_words_))
     rows = []
     for text, examples in zip(texts, examples_per_text):
-        prompt = clf._make_prompt(examples)
+        prompt = FewShotPrompt(
+            instruction=DEFAULT_INSTRUCTION if clf.instruction is None else clf.instruction,
+            examples=[(t, words[c]) for t, c in examples],
+            label_words=clf.label_words_,
+            text_name=clf.text_name,
+            label_name=clf.label_name,
+            prompt_format=clf.prompt_format,
+        )
         queries = [text] + (["N/A", "", "[MASK]"] if clf.calibrate else [])
         p = loop(model, tok, [prompt.render(q, tok) for q in queries], clf.label_words_)
         if clf.calibrate:
@@ -117,19 +117,16 @@ def test_similar_equals_the_plain_loop_with_each_texts_examples(make_clf, scorin
     assert clf.content_free_proba_ is None
 
 
-def test_texts_with_the_same_examples_share_one_prompt(make_clf, monkeypatch):
-    built = []
-    real = classifier_module.PrefixCachedScorer
-
-    def counting(*args, **kwargs):
-        built.append(args[1])
-        return real(*args, **kwargs)
-
+def test_texts_with_the_same_examples_share_one_prompt(make_clf):
     clf = make_clf(example_selection="similar", embedding=char_counts).fit(X, Y)
-    monkeypatch.setattr(classifier_module, "PrefixCachedScorer", counting)
     shown = clf.examples_for(QUERIES)
-    clf.predict_proba(QUERIES)
-    assert len(built) == len({tuple(s) for s in shown}) < len(QUERIES)
+    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=None)) as built:
+        clf.predict_proba(QUERIES)
+    # One engine per prompt, each prompt with one text's examples.
+    prompts = [args[1] for args in built.fault.args]
+    assert len(prompts) == len({tuple(s) for s in shown}) < len(QUERIES)
+    words = dict(zip(clf.classes_, clf.label_words_))
+    assert {tuple(p.examples) for p in prompts} == {tuple((t, words[c]) for t, c in s) for s in shown}
 
 
 def test_similar_results_do_not_depend_on_the_other_texts(make_clf):
@@ -150,30 +147,31 @@ def test_similar_with_zero_examples_is_zero_shot(make_clf):
 def test_default_embedding_is_the_models_mean_pooled_states(make_clf, tiny_model, bpe_tokenizer):
     clf = make_clf(example_selection="similar").fit(X, Y)
     expected = mean_pooled_embeddings(tiny_model, bpe_tokenizer, list(X))
-    np.testing.assert_allclose(clf.pool_embeddings_, expected, atol=1e-6)
+    np.testing.assert_allclose(clf.selection_.pool_embeddings_, expected, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1, atol=1e-5)
     assert clf.predict_proba(QUERIES).shape == (len(QUERIES), 3)
 
 
-def test_mean_pooled_embeddings_do_not_depend_on_padding_or_cache(tiny_model, bpe_tokenizer, monkeypatch):
-    from skllm_fewshot import embedding
-
+def test_mean_pooled_embeddings_do_not_depend_on_padding_or_cache(tiny_model, bpe_tokenizer):
     texts = ["short", "a much longer text than the others, with commas", "", "mid length text"]
-    monkeypatch.setattr(embedding, "_CACHE", embedding.weakref.WeakKeyDictionary())
-    one = np.vstack([mean_pooled_embeddings(tiny_model, bpe_tokenizer, [t], batch_size=1) for t in texts])
-    monkeypatch.setattr(embedding, "_CACHE", embedding.weakref.WeakKeyDictionary())
-    batched = mean_pooled_embeddings(tiny_model, bpe_tokenizer, texts, batch_size=4)
+    # The cache is per model: a fresh copy of the model starts with none.
+    one = np.vstack(
+        [mean_pooled_embeddings(copy.deepcopy(tiny_model), bpe_tokenizer, [t], batch_size=1) for t in texts]
+    )
+    model = copy.deepcopy(tiny_model)
+    batched = mean_pooled_embeddings(model, bpe_tokenizer, texts, batch_size=4)
     np.testing.assert_allclose(one, batched, atol=1e-5)
     assert not batched[2].any()  # no tokens, no direction
     # A second call reads the cache: the model does not run.
-    monkeypatch.setattr(embedding, "_embed", lambda *a, **k: pytest.fail("embedded again"))
-    np.testing.assert_array_equal(mean_pooled_embeddings(tiny_model, bpe_tokenizer, texts[::-1]), batched[::-1])
+    with inject_fault(model.model, "forward", Fault(on_call=1, error=AssertionError)) as body:
+        np.testing.assert_array_equal(mean_pooled_embeddings(model, bpe_tokenizer, texts[::-1]), batched[::-1])
+    assert body.fault.calls == 0
 
 
 def test_embedding_transformer_is_cloned_and_fitted(make_clf):
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3))
     clf = make_clf(example_selection="similar", embedding=vectorizer).fit(X, Y)
-    assert not hasattr(vectorizer, "vocabulary_") and hasattr(clf.embedding_, "vocabulary_")
+    assert not hasattr(vectorizer, "vocabulary_") and hasattr(clf.selection_.embedder.transformer_, "vocabulary_")
     p = clf.predict_proba(QUERIES)
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(restored.predict_proba(QUERIES), p, atol=1e-9)
