@@ -115,11 +115,13 @@ def make_configs(task: str, k: int, draw: int):
                    TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
         lr(10.0),
     )
+    # The head first: its pass reads the hidden states and the label scores, which the
+    # prompt, kNN Prompting and the union then take from the feature cache.
     configs = {
-        "seed": llm(scoring="first_token", calibrate=False),
-        "prompt": llm(),
         "head": head,
+        "prompt": llm(),
         "knn": llm(head="knn"),
+        "seed": llm(scoring="first_token", calibrate=False),
         "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
         "tfidf_char": make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
                                     lr(10.0)),
@@ -127,7 +129,7 @@ def make_configs(task: str, k: int, draw: int):
     }
     if k >= 2:
         configs["pick"] = GridSearchCV(
-            Pipeline([("model", llm())]), {"model": [llm(), head, union]}, scoring="neg_log_loss",
+            Pipeline([("model", llm())]), {"model": [head, union, llm()]}, scoring="neg_log_loss",
             cv=StratifiedKFold(min(3, k), shuffle=True, random_state=draw), error_score="raise",
         )
     else:

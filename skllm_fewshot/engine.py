@@ -20,7 +20,7 @@ import torch
 
 from .loading import LoadedModel
 from .prompt import FewShotPrompt
-from .scoring import PrefixCachedScorer, score_in_batches, softmax
+from .scoring import PrefixCachedScorer, layer_index, score_in_batches, softmax
 from .tokenization import PromptTokenizer
 
 __all__ = ["CONTENT_FREE", "SCORINGS", "PromptScorer", "calibrated", "clear_feature_cache"]
@@ -251,8 +251,9 @@ class PromptScorer:
         """What a head reads for each text: label log-likelihoods and hidden states.
 
         Both are read at the text's last prompt token, the position whose output
-        predicts the label. Rows already computed under the same prompt, labels and
-        layers (by any engine on the same model) come from a bounded cache.
+        predicts the label. Rows already computed under the same prompt and labels,
+        with these layers among those read (by any engine on the same model), come
+        from a bounded cache.
 
         Parameters
         ----------
@@ -269,35 +270,42 @@ class PromptScorer:
         """
         texts = list(texts)
         n_classes = len(self.label_token_ids)
-        hidden = self.loaded.model.config.get_text_config().hidden_size
-        key = (tuple(self.scorer.prefix_ids), self.tokens.tail_text, str(self.label_token_ids), tuple(layers))
+        n_layers = self.loaded.model.config.get_text_config().num_hidden_layers
+        layers = [layer_index(layer, n_layers) for layer in layers]
+        # One entry per (prompt, labels, text): the scores and every layer read so far.
+        key = (tuple(self.scorer.prefix_ids), self.tokens.tail_text, str(self.label_token_ids))
         with _FEATURES_LOCK:
             cache = _FEATURES.setdefault(self.loaded.model, OrderedDict())
-            missing = [t for t in dict.fromkeys(texts) if (key, t) not in cache]
+            missing = [t for t in dict.fromkeys(texts) if not {"scores", *layers} <= cache.get((key, t), {}).keys()]
 
         def score(ids: list[list[int]]) -> np.ndarray:
             scores, states = self.scorer.score_with_states(ids, layers)
             return np.concatenate([scores, states.reshape(len(ids), -1)], axis=1)
 
+        fresh = {}
         if missing:
+            hidden = self.loaded.model.config.get_text_config().hidden_size
             on_oom = torch.cuda.empty_cache if self.device.type == "cuda" else None
             rows = score_in_batches(
                 score, lambda chunk: self.encode(chunk, truncated), missing, n_classes + len(layers) * hidden,
                 self._resolve_batch_size(), verbose=self.verbose, on_oom=on_oom,
             )  # fmt: skip
-            with _FEATURES_LOCK:
-                cache.update(((key, t), row) for t, row in zip(missing, rows))
-                while len(cache) > MAX_CACHED_FEATURES:
-                    cache.popitem(last=False)
-        fresh = dict(zip(missing, rows)) if missing else {}
+            for t, row in zip(missing, rows):
+                states = row[n_classes:].reshape(len(layers), hidden).astype(np.float32)
+                fresh[t] = {"scores": row[:n_classes], **dict(zip(layers, states))}
         with _FEATURES_LOCK:
-            out = np.stack([fresh[t] if t in fresh else cache[(key, t)] for t in texts]) if texts else None
+            for t, entry in fresh.items():
+                cache[(key, t)] = {**cache.get((key, t), {}), **entry}
+            entries = [fresh[t] if t in fresh else cache[(key, t)] for t in texts]
             for t in texts:
                 if (key, t) in cache:
                     cache.move_to_end((key, t))
-        if out is None:
-            return np.empty((0, n_classes)), np.empty((0, len(layers), hidden), dtype=np.float32)
-        return out[:, :n_classes], out[:, n_classes:].reshape(len(texts), len(layers), hidden).astype(np.float32)
+            while len(cache) > MAX_CACHED_FEATURES:
+                cache.popitem(last=False)
+        scores = np.array([e["scores"] for e in entries]).reshape(len(texts), n_classes)
+        hidden = self.loaded.model.config.get_text_config().hidden_size
+        states = np.array([[e[layer] for layer in layers] for e in entries], dtype=np.float32)
+        return scores, states.reshape(len(texts), len(layers), hidden)
 
     def content_free_scores(self) -> np.ndarray:
         """Label log-likelihoods of the content-free queries, one row each (computed once)."""
@@ -346,5 +354,5 @@ class PromptScorer:
         -------
         ndarray of shape (n_texts, n_classes), float64
         """
-        proba = softmax(self.log_likelihoods(texts, truncated))
+        proba = softmax(self.features(texts, (), truncated)[0])
         return calibrated(proba, self.content_free_proba() if calibrate else None)
