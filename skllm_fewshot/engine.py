@@ -312,7 +312,7 @@ class PromptScorer:
         if self._prior is None:
             with self._prior_lock:
                 if self._prior is None:
-                    self._prior = self.log_likelihoods(list(CONTENT_FREE))
+                    self._prior = self.features(list(CONTENT_FREE), ())[0]
         return self._prior
 
     def content_free_proba(self) -> np.ndarray:

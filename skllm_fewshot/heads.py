@@ -158,7 +158,8 @@ def make_head(
         return MultiLabelPromptHead(calibrate, threshold) if multi_label else PromptHead(calibrate)
     if isinstance(head, str) and head == "knn":
         head = KNNPrompting()
-    if not (is_classifier(head) and hasattr(head, "fit") and hasattr(head, "predict_proba")):
+    usable = hasattr(head, "fit") and hasattr(head, "predict_proba") and hasattr(head, "get_params")
+    if not (usable and is_classifier(head)):
         raise ValueError(
             f"head={head!r} is not valid; use None (the prompt's label softmax), 'knn', or a scikit-learn "
             "classifier with predict_proba, e.g. LogisticRegression()."

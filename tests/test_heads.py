@@ -1,0 +1,183 @@
+"""Heads that learn from every labelled row, the features they read, and LLMFeatures."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import SENTIMENT_X, SENTIMENT_Y
+from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline, make_union
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+
+from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot.engine import clear_feature_cache
+from skllm_fewshot.feature_extraction import LLMFeatures
+from skllm_fewshot.heads import KNNPrompting, resolve_layers
+
+X = SENTIMENT_X * 3
+Y = SENTIMENT_Y * 3
+
+
+@pytest.fixture
+def make(tiny_model, bpe_tokenizer):
+    def make(**params):
+        return FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, random_state=0, **params)
+
+    return make
+
+
+def loop_states(model, ids, layers):
+    """Hidden states at each prompt's last token, one prompt at a time, through transformers."""
+    out = []
+    with torch.inference_mode():
+        for row in ids:
+            states = model(torch.tensor([row]), output_hidden_states=True).hidden_states
+            out.append(np.stack([states[layer][0, -1].numpy() for layer in layers]))
+    return np.stack(out)
+
+
+def test_features_are_the_hidden_states_at_the_label_position(make, tiny_model):
+    clf = make(head_layers=[1, 2], head_features="hidden").fit(X, Y)
+    ids = clf.engine_.encode(SENTIMENT_X)
+    expected = loop_states(tiny_model, ids, [1, 2]).mean(axis=1)
+    np.testing.assert_allclose(clf.features(SENTIMENT_X), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["packed", "padded", "plain"])
+def test_engine_states_match_transformers_in_every_layout(make, tiny_model, layout):
+    from skllm_fewshot.scoring import PrefixCachedScorer
+
+    engine = make().fit(X, Y).engine_
+    ids = engine.encode(SENTIMENT_X)
+    scorer = PrefixCachedScorer(tiny_model, engine.scorer.prefix_ids, engine.label_token_ids, pad_id=3, layout=layout)
+    scores, states = scorer.score_with_states(ids, [1, -1])
+    np.testing.assert_allclose(states, loop_states(tiny_model, ids, [1, 2]), atol=1e-4)
+    np.testing.assert_allclose(scores, engine.log_likelihoods(SENTIMENT_X), atol=1e-4)
+
+
+def test_a_head_is_fitted_on_every_training_row(make):
+    clf = make(head=LogisticRegression(C=1.0), head_layers=-1).fit(X, Y)
+    head = clf.head_.estimator_
+    expected = LogisticRegression(C=1.0).fit(clf.features(X), Y)
+    np.testing.assert_allclose(head.coef_, expected.coef_, atol=1e-6)
+    proba = clf.predict_proba(SENTIMENT_X)
+    np.testing.assert_allclose(proba, expected.predict_proba(clf.features(SENTIMENT_X)), atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(SENTIMENT_X), clf.classes_[proba.argmax(1)])
+
+
+def test_head_features_kinds(make):
+    clf = make(head_layers=[1, 2]).fit(X, Y)
+    n_classes, hidden = len(clf.classes_), clf.engine_.loaded.model.config.hidden_size
+    for kind, width in (("hidden", hidden), ("scores", n_classes), ("both", hidden + n_classes)):
+        assert clf.set_params(head_features=kind).features(SENTIMENT_X).shape == (len(SENTIMENT_X), width)
+    # Label scores are log-probabilities across the labels.
+    scores = clf.set_params(head_features="scores").features(SENTIMENT_X)
+    np.testing.assert_allclose(np.exp(scores).sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_knn_prompting_votes_by_kl_divergence():
+    anchors = np.log(np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.05, 0.95]]))
+    knn = KNNPrompting(n_neighbors=2, alpha=0.0).fit(anchors, ["a", "a", "b", "b"])
+    np.testing.assert_allclose(knn.predict_proba(np.log([[0.8, 0.2], [0.1, 0.9]])), [[1, 0], [0, 1]])
+    # Smoothing keeps every probability above zero.
+    assert (KNNPrompting(n_neighbors=1).fit(anchors, [0, 0, 1, 1]).predict_proba(anchors) > 0).all()
+
+
+def test_knn_head_reads_the_label_scores(make):
+    clf = make(head="knn").fit(X, Y)
+    assert clf.head_.kind == "scores"
+    proba = clf.predict_proba(SENTIMENT_X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_grid_search_over_head_parameters_computes_each_row_once(make, monkeypatch):
+    from skllm_fewshot.scoring import PrefixCachedScorer
+
+    real = PrefixCachedScorer.score_with_states
+    scored = []
+
+    def counting(self, prompts, layers):
+        scored.append(len(prompts))
+        return real(self, prompts, layers)
+
+    monkeypatch.setattr(PrefixCachedScorer, "score_with_states", counting)
+    rows = {}
+    for grid in ([1.0], [0.01, 0.1, 1.0, 10.0]):
+        clear_feature_cache()
+        scored.clear()
+        GridSearchCV(make(head=LogisticRegression()), {"head__C": grid}, cv=3).fit(X, Y)
+        rows[len(grid)] = sum(scored)
+    # Four candidates cost what one does: each fold's rows (and content-free queries)
+    # are computed once under the fold's prompt, then read from the feature cache.
+    assert rows[4] == rows[1] > 0
+
+
+def test_head_must_be_a_classifier(make):
+    with pytest.raises(ValueError, match="head=.*SVR.*not valid"):
+        make(head=SVR()).fit(X, Y)
+    with pytest.raises(ValueError, match="head='linear' is not valid"):
+        make(head="linear").fit(X, Y)
+
+
+def test_too_few_rows_for_the_heads_cv_is_explained(make):
+    with pytest.raises(ValueError, match=r"could not be fitted on 6 labelled rows.*per class.*smaller cv"):
+        make(head=LogisticRegressionCV(cv=5)).fit(SENTIMENT_X[:6], SENTIMENT_Y[:6])
+
+
+def test_head_requires_one_prompt(make):
+    with pytest.raises(ValueError, match="example_selection='stratified' with head"):
+        make(head=LogisticRegression(), example_selection="similar").fit(X, Y)
+
+
+def test_bad_head_layers_and_features(make):
+    with pytest.raises(ValueError, match="head_layers"):
+        make(head=LogisticRegression(), head_layers="middle").fit(X, Y)
+    with pytest.raises(ValueError, match="layer 7 does not exist"):
+        make(head=LogisticRegression(), head_layers=7).fit(X, Y)
+    with pytest.raises(ValueError, match="head_features"):
+        make(head=LogisticRegression(), head_features="logits").fit(X, Y)
+
+
+def test_auto_layers_follow_the_models_depth():
+    assert resolve_layers("auto", 30) == [16, 20, 24]
+    assert resolve_layers("auto", 2) == [1, 2]
+    assert resolve_layers([3, -1], 30) == [3, -1]
+
+
+def test_pickled_head_predicts_the_same_without_weights(make, tiny_model_dir, bpe_tokenizer):
+    clf = FewShotLLMClassifier(tiny_model_dir, tokenizer=bpe_tokenizer, head=LogisticRegression(), random_state=0)
+    clf.fit(X, Y)
+    blob = pickle.dumps(clf)
+    assert len(blob) < 200_000  # the head and the fitted state, not the weights
+    np.testing.assert_allclose(pickle.loads(blob).predict_proba(SENTIMENT_X), clf.predict_proba(SENTIMENT_X))
+
+
+def test_nested_head_parameters_and_clone(make):
+    clf = make(head=make_pipeline(StandardScaler(), LogisticRegression()))
+    assert "head__logisticregression__C" in clf.get_params()
+    clf.set_params(head__logisticregression__C=0.01)
+    copy = clone(clf)
+    assert copy.head is not clf.head and copy.get_params()["head__logisticregression__C"] == 0.01
+
+
+def test_llm_features_in_a_union_with_tfidf(make):
+    features = LLMFeatures(make())
+    union = make_union(make_pipeline(features, StandardScaler()), TfidfVectorizer())
+    model = make_pipeline(union, LogisticRegression(C=10)).fit(X, Y)
+    assert model.score(X, Y) > 0.5
+    names = union.get_feature_names_out()
+    hidden = features.classifier_.engine_.loaded.model.config.hidden_size
+    assert sum(n.startswith("pipeline__llmfeatures_hidden") for n in names) == hidden
+    assert features.transform(SENTIMENT_X).shape == (len(SENTIMENT_X), features.n_features_out_)
+
+
+def test_llm_features_needs_labels(make):
+    with pytest.raises(ValueError, match="LLMFeatures needs y"):
+        LLMFeatures(make()).fit(X)
