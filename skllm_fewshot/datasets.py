@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SECTOR_DESCRIPTIONS", "SEED_SECTOR_NAMES", "load_example_tweets", "load_mas_tweets", "seed_instruction"]
+__all__ = [
+    "SECTOR_DESCRIPTIONS",
+    "SEED_SECTOR_NAMES",
+    "load_customer_messages",
+    "load_example_tweets",
+    "load_mas_tweets",
+    "seed_instruction",
+]
 
 # The seed notebook's names for the corpus' sectors.
 SEED_SECTOR_NAMES = {
@@ -136,3 +143,32 @@ def load_example_tweets() -> tuple[Any, str]:
         tweets = pd.read_csv(f)
     tweets["SECTOR"] = tweets["SECTOR"].map(SEED_SECTOR_NAMES)
     return tweets, seed_instruction(tweets["SECTOR"].unique().tolist())
+
+
+def load_customer_messages() -> Any:
+    """120 short English customer messages tagged with the topics they are about.
+
+    A small multi-label set written for this package: each message is about one
+    to three of ``price``, ``quality``, ``delivery`` and ``service``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``text``, then one 0/1 column per topic: ``frame.drop(columns="text")``
+        is the indicator matrix ``fit`` takes, with the topics as column names.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.datasets import load_customer_messages
+    >>> messages = load_customer_messages()
+    >>> messages.shape
+    (120, 5)
+    >>> list(messages.columns[1:])
+    ['price', 'quality', 'delivery', 'service']
+    """
+    from importlib.resources import files
+
+    import pandas as pd
+
+    with files("skllm_fewshot").joinpath("data", "customer_messages.csv").open(encoding="utf-8") as f:
+        return pd.read_csv(f)
