@@ -7,13 +7,14 @@ every configuration is fitted on the same k rows and scored on the same test row
 
 - ``seed``: the seed's method (one example per class, first token, no calibration);
 - ``prompt``: the calibrated prompt (one example per class), the library's default;
+- ``prompt_batch``: the same with batch calibration (the training texts' mean probabilities);
 - ``head``: a StandardScaler + LogisticRegression(C=0.01) head on the mean hidden
   state of layers at 55/65/80% depth, read under the same prompt, fitted on all rows;
 - ``knn``: kNN Prompting on the label distributions;
 - ``tfidf_word``, ``tfidf_char``: TF-IDF (word 1-2 grams; char_wb 2-5 grams) + LR;
 - ``union``: the head's features (standardised, weighted 0.5/sqrt(d)) beside TF-IDF char, + LR;
 - ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds) picks among
-  prompt, head and union on the k rows alone; with one row per class nothing can be
+  head, union, prompt and prompt_batch on the k rows alone; with one row per class nothing can be
   cross-validated and the pick is the prompt.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
@@ -38,7 +39,7 @@ from _common import DEFAULT_DATA, ROOT  # noqa: E402
 
 BENCH_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 KS = (1, 2, 4, 8, 16, 32)
-CONFIGS = ("seed", "prompt", "head", "knn", "tfidf_word", "tfidf_char", "union", "pick")
+CONFIGS = ("seed", "prompt", "prompt_batch", "head", "knn", "tfidf_word", "tfidf_char", "union", "pick")
 
 # Per task: instruction, text and label field names, label words.
 TASKS = {
@@ -120,6 +121,7 @@ def make_configs(task: str, k: int, draw: int):
     configs = {
         "head": head,
         "prompt": llm(),
+        "prompt_batch": llm(calibrate="batch"),
         "knn": llm(head="knn"),
         "seed": llm(scoring="first_token", calibrate=False),
         "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
@@ -129,7 +131,7 @@ def make_configs(task: str, k: int, draw: int):
     }
     if k >= 2:
         configs["pick"] = GridSearchCV(
-            Pipeline([("model", llm())]), {"model": [head, union, llm()]}, scoring="neg_log_loss",
+            Pipeline([("model", llm())]), {"model": [head, union, llm(), llm(calibrate="batch")]}, scoring="neg_log_loss",
             cv=StratifiedKFold(min(3, k), shuffle=True, random_state=draw), error_score="raise",
         )
     else:
@@ -162,7 +164,8 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                 if hasattr(model, "best_params_"):
                     picked = type(model.best_params_["model"]).__name__
                     if picked == "FewShotLLMClassifier":
-                        picked = "head" if model.best_params_["model"].head is not None else "prompt"
+                        best = model.best_params_["model"]
+                        picked = "head" if best.head is not None else f"prompt{'_batch' * (best.calibrate == 'batch')}"
                     else:
                         picked = "union"
                 records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),

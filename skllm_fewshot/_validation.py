@@ -334,9 +334,10 @@ def check_params(est: Any) -> None:
         raise ValueError(
             f"model_kwargs must be a dict of from_pretrained options or None; got {type(est.model_kwargs).__name__}."
         )
-    for name in ("calibrate", "at_least_one"):
-        if not isinstance(getattr(est, name), (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False; got {getattr(est, name)!r}.")
+    if not (isinstance(est.calibrate, (bool, np.bool_)) or est.calibrate == "batch"):
+        raise ValueError(f"calibrate must be True, False or 'batch'; got {est.calibrate!r}.")
+    if not isinstance(est.at_least_one, (bool, np.bool_)):
+        raise ValueError(f"at_least_one must be True or False; got {est.at_least_one!r}.")
     if not (est.multi_label == "auto" or isinstance(est.multi_label, (bool, np.bool_))):
         raise ValueError(f"multi_label must be 'auto', True or False; got {est.multi_label!r}.")
     if not (est.threshold == "auto" or (isinstance(est.threshold, numbers.Real) and 0 <= est.threshold <= 1)):

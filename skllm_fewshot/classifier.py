@@ -108,8 +108,10 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         of all its tokens; ``"first_token"`` is the seed's method, a softmax over
         the next-token logits of each word's first token (words must then start
         with different tokens). Example: ``scoring="first_token"``.
-    calibrate : bool, default=True
-        Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): at
+    calibrate : bool or "batch", default=True
+        ``"batch"``: batch calibration (Zhou et al. 2024), the same division by
+        the mean class probabilities of the training texts, estimated at ``fit``.
+        ``True``: contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): at
         ``fit``, score the content-free queries ``"N/A"``, ``""`` and ``"[MASK]"``,
         average their class probabilities, and divide every prediction by them
         before renormalising. It removes the model's prior for some label words:
@@ -336,11 +338,12 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.label_token_ids_ = engine.label_token_ids
         # Calibrated per prompt; fitted here when every text shares the one prompt.
         one = selection.one_prompt
-        self.content_free_proba_ = engine.content_free_proba() if self.calibrate and one else None
+        self.content_free_proba_ = engine.content_free_proba() if self.calibrate is True and one else None
         self._engine = engine
-        if self.head is not None and not one:
+        if (self.head is not None or self.calibrate == "batch") and not one:
             raise ValueError(
-                "A head learns from features read under one prompt; use example_selection='stratified' with head."
+                "A head and batch calibration learn from texts read under one prompt; use "
+                "example_selection='stratified' with them."
             )
         self.head_ = make_head(
             self.head, self.calibrate, self.head_layers, self.head_features, self.multi_label_, self.threshold

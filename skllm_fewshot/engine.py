@@ -67,6 +67,10 @@ def calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     return proba / proba.sum(axis=1, keepdims=True)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
 def _yes_log_odds(scores: np.ndarray) -> np.ndarray:
     """Per label, log P(yes) - log P(no), from scores laid out as yes, no, yes, no, ..."""
     return scores[:, 0::2] - scores[:, 1::2]
@@ -319,26 +323,39 @@ class PromptScorer:
         """Mean class probabilities of the content-free queries."""
         return softmax(self.content_free_scores()).mean(axis=0)
 
-    def label_proba(self, texts: Sequence[str], *, calibrate: bool = False, truncated: list[int] | None = None):
+    def label_proba(
+        self,
+        texts: Sequence[str],
+        *,
+        calibrate: bool = False,
+        prior: np.ndarray | None = None,
+        truncated: list[int] | None = None,
+    ) -> np.ndarray:
         """Multi-label: the probability of ``"yes"`` for each label, judged on its own.
 
         Each label's ``"word: yes"`` and ``"word: no"`` are scored after the query
-        (in one pass, as branches of the label trie); calibration divides the odds
-        by those of the content-free queries.
+        (in one pass, as branches of the label trie). Calibration divides each
+        label's odds by those of ``prior`` (per label, the mean probability of
+        ``"yes"``), by default of the content-free queries.
 
         Returns
         -------
         ndarray of shape (n_texts, n_labels), float64
         """
-        yes_odds = _yes_log_odds(self.log_likelihoods(texts, truncated))
-        if calibrate:
-            prior = np.log(np.mean(1 / (1 + np.exp(-_yes_log_odds(self.content_free_scores()))), axis=0))
-            no_prior = np.log1p(-np.exp(prior))
-            yes_odds = yes_odds - (prior - no_prior)
-        return 1 / (1 + np.exp(-yes_odds))
+        yes_odds = _yes_log_odds(self.features(texts, (), truncated)[0])
+        if calibrate or prior is not None:
+            if prior is None:
+                prior = np.mean(_sigmoid(_yes_log_odds(self.content_free_scores())), axis=0)
+            yes_odds = yes_odds - (np.log(prior) - np.log1p(-prior))
+        return _sigmoid(yes_odds)
 
     def proba(
-        self, texts: Sequence[str], *, calibrate: bool = False, truncated: list[int] | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        calibrate: bool = False,
+        prior: np.ndarray | None = None,
+        truncated: list[int] | None = None,
     ) -> np.ndarray:
         """Class probabilities: the softmax of the label scores, calibrated or not.
 
@@ -347,6 +364,9 @@ class PromptScorer:
         texts : sequence of str
         calibrate : bool, default=False
             Divide by :meth:`content_free_proba` and renormalise.
+        prior : ndarray of shape (n_classes,), optional
+            Divide by this instead (e.g. the mean probabilities of the training
+            texts: batch calibration).
         truncated : list, optional
             The indices of texts cut to fit the context are appended to it.
 
@@ -355,4 +375,6 @@ class PromptScorer:
         ndarray of shape (n_texts, n_classes), float64
         """
         proba = softmax(self.features(texts, (), truncated)[0])
-        return calibrated(proba, self.content_free_proba() if calibrate else None)
+        if prior is None and calibrate:
+            prior = self.content_free_proba()
+        return calibrated(proba, prior)

@@ -84,16 +84,27 @@ def feature_names(label_words: Sequence[str], hidden_size: int, kind: str) -> li
 
 
 class PromptHead:
-    """The prompt's label-token softmax (``head=None``), calibrated or not."""
+    """The prompt's label-token softmax (``head=None``), calibrated or not.
 
-    def __init__(self, calibrate: bool) -> None:
+    ``calibrate=True`` divides by the content-free queries' probabilities
+    (contextual calibration); ``"batch"`` by the mean probabilities of the
+    training texts (batch calibration, Zhou et al. 2024), estimated once at fit
+    so that no prediction depends on the other texts of its batch.
+    """
+
+    def __init__(self, calibrate: bool | str) -> None:
         self.calibrate = calibrate
 
+    def _uncalibrated(self, engine: Any, texts: Sequence[str]) -> np.ndarray:
+        return engine.proba(texts)
+
     def fit(self, engine: Any, texts: Sequence[str], y: np.ndarray) -> PromptHead:
+        batch = self.calibrate == "batch" and len(texts) > 0
+        self.prior_ = self._uncalibrated(engine, texts).mean(axis=0) if batch else None
         return self
 
     def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.proba(texts, calibrate=self.calibrate, truncated=truncated)
+        return engine.proba(texts, calibrate=bool(self.calibrate), prior=self.prior_, truncated=truncated)
 
 
 class FeatureHead:
@@ -212,7 +223,9 @@ class KNNPrompting(ClassifierMixin, BaseEstimator):
         # KL(anchor || query) for every pair.
         a = self.anchors_[None, :, :]
         divergence = (a * (np.log(a + eps) - np.log(query[:, None, :] + eps))).sum(axis=2)
-        k = min(self.n_neighbors, len(self.anchors_))
+        # No more neighbours than the smallest class has rows: with one row per class,
+        # five neighbours would vote for every class but the farthest.
+        k = min(self.n_neighbors, int(np.bincount(self.anchor_classes_).min()))
         nearest = np.argsort(divergence, axis=1, kind="stable")[:, :k]
         votes = np.zeros((len(X), len(self.classes_)))
         np.add.at(votes, (np.arange(len(X))[:, None], self.anchor_classes_[nearest]), 1.0)

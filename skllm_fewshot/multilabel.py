@@ -17,6 +17,8 @@ from sklearn.base import clone
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils.multiclass import type_of_target
 
+from .heads import PromptHead
+
 __all__ = ["MultiLabelFeatureHead", "MultiLabelPromptHead", "check_indicator", "decide", "is_indicator", "tune_thresholds"]
 
 # Rows per label, with and without it, before a threshold is tuned on the training rows.
@@ -108,14 +110,18 @@ def decide(proba: np.ndarray, thresholds: np.ndarray, at_least_one: bool) -> np.
     return out
 
 
-class MultiLabelPromptHead:
+class MultiLabelPromptHead(PromptHead):
     """Each label's probability of ``"yes"`` under the prompt, calibrated or not."""
 
-    def __init__(self, calibrate: bool, threshold: Any = "auto") -> None:
-        self.calibrate = calibrate
+    def __init__(self, calibrate: bool | str, threshold: Any = "auto") -> None:
+        super().__init__(calibrate)
         self.threshold = threshold
 
+    def _uncalibrated(self, engine: Any, texts: Sequence[str]) -> np.ndarray:
+        return engine.label_proba(texts)
+
     def fit(self, engine: Any, texts: Sequence[str], Y: np.ndarray) -> MultiLabelPromptHead:
+        super().fit(engine, texts, Y)
         n_labels = len(engine.prompt.label_words)
         if self.threshold != "auto":
             self.thresholds_ = np.full(n_labels, float(self.threshold))
@@ -126,7 +132,7 @@ class MultiLabelPromptHead:
         return self
 
     def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.label_proba(texts, calibrate=self.calibrate, truncated=truncated)
+        return engine.label_proba(texts, calibrate=bool(self.calibrate), prior=self.prior_, truncated=truncated)
 
 
 class MultiLabelFeatureHead:

@@ -132,7 +132,7 @@ def test_too_few_rows_for_the_heads_cv_is_explained(make):
 
 
 def test_head_requires_one_prompt(make):
-    with pytest.raises(ValueError, match="example_selection='stratified' with head"):
+    with pytest.raises(ValueError, match="example_selection=.stratified. with them"):
         make(head=LogisticRegression(), example_selection="similar").fit(X, Y)
 
 
@@ -181,3 +181,13 @@ def test_llm_features_in_a_union_with_tfidf(make):
 def test_llm_features_needs_labels(make):
     with pytest.raises(ValueError, match="LLMFeatures needs y"):
         LLMFeatures(make()).fit(X)
+
+
+def test_batch_calibration_divides_by_the_training_texts_mean(make):
+    raw = make(calibrate=False).fit(X, Y)
+    batch = make(calibrate="batch").fit(X, Y)
+    prior = raw.predict_proba(X).mean(axis=0)
+    expected = raw.predict_proba(SENTIMENT_X) / prior
+    np.testing.assert_allclose(batch.predict_proba(SENTIMENT_X), expected / expected.sum(1, keepdims=True), atol=1e-9)
+    # A text's probabilities do not depend on the other texts it is predicted with.
+    np.testing.assert_allclose(batch.predict_proba(SENTIMENT_X[:1]), batch.predict_proba(SENTIMENT_X)[:1], atol=1e-9)
