@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                          gflops=flops / seconds / 1e9, tokens_per_tweet=tokens / count))
         print(f"  {name}: {1000 * seconds / count:.1f} ms/tweet", flush=True)
 
-    seed_clf = make(scoring="first_token")
+    seed_clf = make(scoring="first_token", calibrate=False)  # the seed's method
     prompts = [seed_clf.prompt_.replace("{}", t) for t in texts]
     n_seed = min(len(texts), args.n_seed or len(texts))
 
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         clf.predict_proba(texts[:4])
     timed("(a) seed loop", seed_loop, n_seed)
     timed("(b) first_token", library(seed_clf), len(texts))
-    full = make(scoring="full_label")
+    full = make(scoring="full_label", calibrate=False)
     full.predict_proba(texts[:4])
     timed("(c) full_label", library(full), len(texts))
     if device == "cpu" and not args.random_init and not args.skip_fast:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 fast = FewShotLLMClassifier(
                     model=fast_model.model, tokenizer=fast_model.tokenizer, instruction=instruction,
                     text_name="Tweet", label_name="Categoría", n_examples_per_class=1, random_state=0,
-                    batch_size=args.batch_size, scoring=scoring,
+                    batch_size=args.batch_size, scoring=scoring, calibrate=False,
                 ).fit(train["TEXTO"], train["SECTOR"])
                 fast.predict_proba(texts[:4])
                 timed(f"opt-in {scoring} dtype={dtype}", library(fast), len(texts))
