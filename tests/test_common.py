@@ -22,6 +22,7 @@ import warnings
 from conftest import build_bpe_tokenizer, build_tiny_model
 from sklearn.utils import check_array
 from sklearn.utils._tags import get_tags
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.exceptions import SkipTestWarning
 
@@ -78,8 +79,8 @@ def expected_failed_checks(estimator):
     return {}
 
 
-def make(cls=FewShotLLMClassifier, batch_size=4):
-    return cls(build_tiny_model(), tokenizer=build_bpe_tokenizer(), batch_size=batch_size, random_state=0)
+def make(cls=FewShotLLMClassifier, batch_size=4, **params):
+    return cls(build_tiny_model(), tokenizer=build_bpe_tokenizer(), batch_size=batch_size, random_state=0, **params)
 
 
 # batch_size=1 for NumbersAsText: some checks compare predictions of different row
@@ -88,7 +89,8 @@ def make(cls=FewShotLLMClassifier, batch_size=4):
 with warnings.catch_warnings(record=True) as _collection_warnings:
     warnings.simplefilter("always", SkipTestWarning)
     _checks = parametrize_with_checks(
-        [make(), make(NumbersAsText, batch_size=1)],
+        # The third learns a head on the model's features of every training row.
+        [make(), make(NumbersAsText, batch_size=1), make(NumbersAsText, batch_size=1, head=LogisticRegression())],
         expected_failed_checks=expected_failed_checks,
         xfail_strict=True,
     )
@@ -107,6 +109,7 @@ def test_tags_are_one_d_string_input():
     assert tags.input_tags.two_d_array is False
     assert tags.estimator_type == "classifier"
     assert tags.classifier_tags.poor_score is True
+    assert tags.classifier_tags.multi_label is True
 
 
 def test_sklearn_skips_its_checks_for_one_d_string_input():
