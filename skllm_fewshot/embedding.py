@@ -59,7 +59,8 @@ class TextEmbedder:
     >>> from sklearn.feature_extraction.text import TfidfVectorizer
     >>> from skllm_fewshot.embedding import TextEmbedder
     >>> from skllm_fewshot.loading import ModelSpec
-    >>> TextEmbedder(TfidfVectorizer(), ModelSpec()).fit(["a b", "b c"]).transform(["a c"]).shape
+    >>> embedder = TextEmbedder(TfidfVectorizer(), ModelSpec()).fit(["apple pie", "cherry pie"])
+    >>> embedder.transform(["apple tart"]).shape
     (1, 3)
     """
 

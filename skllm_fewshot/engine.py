@@ -283,6 +283,8 @@ class PromptScorer:
             missing = [t for t in dict.fromkeys(texts) if not {"scores", *layers} <= cache.get((key, t), {}).keys()]
 
         def score(ids: list[list[int]]) -> np.ndarray:
+            if not layers:
+                return self.scorer.score(ids)
             scores, states = self.scorer.score_with_states(ids, layers)
             return np.concatenate([scores, states.reshape(len(ids), -1)], axis=1)
 

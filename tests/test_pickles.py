@@ -112,11 +112,6 @@ def test_other_minor_version_warns_with_what_to_do(make_clf, version):
     np.testing.assert_array_equal(restored.predict_proba(TEXTS), clf.predict_proba(TEXTS))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: persistence.check_pickle_version warns with stacklevel=3, which since the move to "
-    "persistence.restore() points at FewShotLLMClassifier.__setstate__, one frame short of the caller",
-)
 def test_version_warning_points_at_the_caller(make_clf):
     blob = _pickled_with_version(make_clf().fit(X, Y), "0.0.1")
     with pytest.warns(InconsistentVersionWarning, match=r"pickled with skllm-fewshot 0\.0\.1") as record:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TRICKY_QUERIES, assert_proba_close, loop_log_likelihoods, whole_prompts
+from conftest import (
+    LOG_ATOL, TEST_DEVICE, TEST_DTYPE, TRICKY_QUERIES, assert_proba_close, loop_log_likelihoods, whole_prompts,
+)  # fmt: skip
 
 from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot.engine import clear_feature_cache
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
 from skllm_fewshot.scoring import LabelTrie, PrefixCachedScorer, score_in_batches
 
@@ -39,6 +42,16 @@ TRAIN_Y_FULL = ["positive", "positive", "negative", "negative", "neutral", "neut
 # Three tokens each ("ne gat ive", "ne ut ral", "b an cos"), two sharing "ne": the
 # probabilities are not dominated by the length of the words, and the trie branches.
 FULL_LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "bancos"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """The tiny model on SKLLM_TEST_DEVICE in SKLLM_TEST_DTYPE (CPU float32 by default)."""
+    import copy
+
+    if TEST_DEVICE == "cpu" and TEST_DTYPE == torch.float32:
+        return tiny_model
+    return copy.deepcopy(tiny_model).to(TEST_DEVICE, TEST_DTYPE)
 
 
 @pytest.fixture(params=["packed-blocks", "packed", "packed-split", "padded"])
@@ -128,7 +141,7 @@ def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model, layout):
     expected = loop_log_likelihoods(tiny_model, ids, full_label_clf.label_token_ids_)
     for batch in (1, 3, len(ids)):
         got = np.concatenate([engine.scorer.score(ids[i : i + batch]) for i in range(0, len(ids), batch)])
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=LOG_ATOL)
 
 
 @pytest.mark.parametrize(
@@ -150,9 +163,9 @@ def test_scorer_matches_loop_for_any_label_trie(tiny_model, bpe_tokenizer, label
     scorer = PrefixCachedScorer(tiny_model, tokens.prefix_ids(), labels, pad_id=bpe_tokenizer.pad_token_id)
     use_layout(scorer, layout)
     expected = loop_log_likelihoods(tiny_model, ids, labels)
-    np.testing.assert_allclose(scorer.score(ids), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(scorer.score(ids), expected, rtol=1e-5, atol=LOG_ATOL)
     # Scoring again (the prefix cache is reused, not extended) gives the same.
-    np.testing.assert_allclose(scorer.score(ids[:3]), expected[:3], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(scorer.score(ids[:3]), expected[:3], rtol=1e-5, atol=LOG_ATOL)
 
 
 def test_scorer_handles_prompts_shorter_than_the_prefix(tiny_model, layout):
@@ -160,7 +173,7 @@ def test_scorer_handles_prompts_shorter_than_the_prefix(tiny_model, layout):
     prompts = [[1, 50], [1, 50, 51, 52, 53, 54], [1, 60, 61], [1]]
     scorer = use_layout(PrefixCachedScorer(tiny_model, prefix, [[5, 6], [5, 7], [8]], pad_id=0), layout)
     expected = loop_log_likelihoods(tiny_model, prompts, [[5, 6], [5, 7], [8]])
-    np.testing.assert_allclose(scorer.score(prompts), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(scorer.score(prompts), expected, rtol=1e-5, atol=LOG_ATOL)
     assert scorer.score([]).shape == (0, 3)
 
 
@@ -321,6 +334,7 @@ def test_classifier_retries_on_oom(tiny_model, bpe_tokenizer, monkeypatch):
         tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="first_token", random_state=0, batch_size=8
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
     expected = clf.predict_proba(QUERIES)
+    clear_feature_cache()  # score the queries again, not from the cache
     scorer = clf.engine_.scorer
     real_score = scorer.score
     sizes = []

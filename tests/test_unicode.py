@@ -227,8 +227,9 @@ def test_label_word_that_tokenizes_to_nothing(make_clf, bpe_tokenizer, scoring):
 def test_single_class_and_one_hot_y_are_rejected(make_clf):
     with pytest.raises(ValueError, match=r"only one class .*at least two classes"):
         make_clf().fit(X, ["positive"] * len(X))
+    # A one-hot y is an indicator matrix: multi-label by default, refused when single-label is asked.
     with pytest.raises(ValueError, match=r"1d array"):
-        make_clf().fit(X, np.eye(3)[[0, 1, 2] * 3])
+        make_clf(multi_label=False).fit(X, np.eye(3)[[0, 1, 2] * 3])
 
 
 @pytest.mark.parametrize(
