@@ -15,6 +15,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_label_descriptions",
+    "check_label_texts",
     "check_label_words",
     "check_fit_targets",
     "check_param_text",
@@ -22,6 +23,7 @@ __all__ = [
     "check_targets",
     "check_texts",
     "warn_numeric_classes",
+    "warn_truncated",
 ]
 
 
@@ -340,6 +342,13 @@ def check_params(est: Any) -> None:
         raise ValueError(f"at_least_one must be True or False; got {est.at_least_one!r}.")
     if not (est.multi_label == "auto" or isinstance(est.multi_label, (bool, np.bool_))):
         raise ValueError(f"multi_label must be 'auto', True or False; got {est.multi_label!r}.")
+    if (est.head is not None or est.calibrate == "batch") and est.example_selection == "similar" and (
+        est.n_examples_per_class > 0
+    ):
+        raise ValueError(
+            "A head and batch calibration learn from texts read under one prompt; use "
+            "example_selection='stratified' with them."
+        )
     if not (est.threshold == "auto" or (isinstance(est.threshold, numbers.Real) and 0 <= est.threshold <= 1)):
         raise ValueError(f"threshold must be 'auto' or a number in [0, 1]; got {est.threshold!r}.")
 
@@ -446,3 +455,20 @@ def _classes(y: np.ndarray) -> np.ndarray:
     if len(classes) < 2:
         raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two classes.")
     return classes
+
+
+def warn_truncated(cut: list[int], n_texts: int) -> None:
+    """Say how many texts were cut to fit the model's context (stacklevel: predict's caller)."""
+    if cut:
+        warnings.warn(
+            f"{len(cut)} of {n_texts} texts did not fit in the model's context with the prompt "
+            "and were cut at the end.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def check_label_texts(est: Any, classes: np.ndarray) -> tuple[list[str], list[str] | None]:
+    """A classifier's label words and descriptions, in class order, checked."""
+    warn_numeric_classes(classes, est.label_words)
+    return check_label_words(est.label_words, classes), check_label_descriptions(est.label_descriptions, classes)

@@ -110,6 +110,44 @@ class FewShotPrompt:
     label_descriptions: Sequence[str] | None = None
     multi_label: bool = False
 
+    @classmethod
+    def for_classes(
+        cls,
+        examples: Sequence[tuple[str, Any]],
+        classes: Sequence[Any],
+        label_words: Sequence[str],
+        label_descriptions: Sequence[str] | None = None,
+        instruction: str | None = None,
+        text_name: str = "Text",
+        label_name: str = "Label",
+        prompt_format: str = "plain",
+        multi_label: bool = False,
+    ) -> FewShotPrompt:
+        """The prompt of a classifier: examples as ``(text, class)``, or ``(text, 0/1 row)`` for multi-label.
+
+        Examples
+        --------
+        >>> from skllm_fewshot.prompt import FewShotPrompt
+        >>> p = FewShotPrompt.for_classes([("great", 1)], [0, 1], ["negative", "positive"])
+        >>> p.examples
+        [('great', 'positive')]
+        """
+        words = dict(zip(classes, label_words))
+        if multi_label:
+            answers = [(text, cls.label_lines(label_words, row)) for text, row in examples]
+        else:
+            answers = [(text, words[c]) for text, c in examples]
+        return cls(
+            instruction=default_instruction(instruction, label_descriptions, multi_label),
+            examples=answers,
+            label_words=list(label_words),
+            text_name=text_name,
+            label_name=label_name,
+            prompt_format=prompt_format,
+            label_descriptions=label_descriptions,
+            multi_label=multi_label,
+        )
+
     def answers(self) -> list[str]:
         """What is scored after the prompt: each label word, or each ``"word: yes"`` and ``"word: no"``."""
         if not self.multi_label:

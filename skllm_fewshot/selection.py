@@ -217,7 +217,7 @@ class LabelSetSelection(StratifiedSelection):
                     f"Label {classes[j]!r} has {have + len(free)} training rows, fewer than "
                     f"n_examples_per_class={k}; all of them are used.",
                     UserWarning,
-                    stacklevel=5,
+                    stacklevel=4,
                 )
             if k > have and len(free):
                 chosen += [int(i) for i in rng.choice(free, size=min(k - have, len(free)), replace=False)]
