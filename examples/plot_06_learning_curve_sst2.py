@@ -1,7 +1,7 @@
 """
-===========================================================
+=============================================================
 Learning from every labelled row: accuracy against k on SST-2
-===========================================================
+=============================================================
 
 A prompt holds a few examples; a small model stops gaining after one per class. A
 *head* learns from every labelled row instead: each row goes through the model under

@@ -444,6 +444,10 @@ def inject_fault(target, name, replacement):
     ``"tokenizer"``), or the engine class the classifier builds engines with
     (``skllm_fewshot.classifier``'s ``"PromptScorer"``). Yields the replacement.
     """
+    from skllm_fewshot.engine import clear_feature_cache
+
+    # The fault must meet real work: rows already scored would come from the cache.
+    clear_feature_cache()
     had_own = name in vars(target)
     real = getattr(target, name)
     fake = replacement(real)

@@ -35,6 +35,11 @@ def make(tiny_model, bpe_tokenizer):
 
 def loop_states(model, ids, layers):
     """Hidden states at each prompt's last token, one prompt at a time, through transformers."""
+    import copy
+
+    # A copy: output_hidden_states leaves hooks on a model for good, and a model with
+    # them no longer pickles (other tests pickle estimators holding the shared model).
+    model = copy.deepcopy(model)
     out = []
     with torch.inference_mode():
         for row in ids:
