@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["predict", "predict_proba"]
+__all__ = ["for_workers", "predict", "predict_proba"]
 
 
 def _texts_of(X: Any, column: str | None) -> Any:
@@ -65,8 +65,26 @@ def _absolute(source: Any) -> Any:
     return source
 
 
-def _for_workers(estimator: Any) -> Any:
-    """The estimator as it travels to the workers: fitted, weights-free, paths absolute."""
+def for_workers(estimator: Any) -> Any:
+    """The estimator as it travels to the workers: fitted, weights-free, paths absolute.
+
+    Parameters
+    ----------
+    estimator : FewShotLLMClassifier
+        A fitted estimator.
+
+    Returns
+    -------
+    FewShotLLMClassifier
+        ``estimator`` itself, or a shallow copy whose relative ``model`` and
+        ``tokenizer`` paths are made absolute (a worker may run elsewhere).
+
+    Examples
+    --------
+    >>> from skllm_fewshot.dask import for_workers
+    >>> for_workers(clf).model  # doctest: +SKIP
+    '/abs/path/to/model'
+    """
     check_is_fitted(estimator)
     if not isinstance(estimator.model, (str, os.PathLike, type(None))):
         warnings.warn(
@@ -145,7 +163,7 @@ def predict_proba(estimator: Any, X: Any, *, column: str | None = None) -> dd.Da
     True
     """
     texts = _texts_of(X, column)
-    shipped = _for_workers(estimator)
+    shipped = for_workers(estimator)
     columns = _columns(shipped)
     # One task holds the estimator: every partition of a worker gets the same
     # object, so its runtime (prompt tokens, prefix key/value cache) is built

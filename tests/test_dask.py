@@ -25,7 +25,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.dask import _for_workers, predict, predict_proba
+from skllm_fewshot.dask import for_workers, predict, predict_proba
 from skllm_fewshot.loading import model_cache_info
 
 N_ROWS = 10_000
@@ -168,12 +168,12 @@ def test_input_errors_are_raised_on_the_client(clf, tiny_model_dir):
 def test_relative_model_path_is_made_absolute_for_the_workers(clf, tiny_model_dir, monkeypatch):
     monkeypatch.chdir(tiny_model_dir.parent)
     local = FewShotLLMClassifier(tiny_model_dir.name, **PARAMS).fit(SENTIMENT_X, SENTIMENT_Y)
-    shipped = _for_workers(local)
+    shipped = for_workers(local)
     assert shipped.model == str(tiny_model_dir)
     assert local.model == tiny_model_dir.name  # the user's estimator is unchanged
     assert shipped.prompt_ == local.prompt_
     # An absolute path is shipped as it is, with the estimator itself.
-    assert _for_workers(clf) is clf
+    assert for_workers(clf) is clf
 
 
 def test_a_loaded_model_object_warns(tiny_model, bpe_tokenizer):
