@@ -4,7 +4,7 @@ On the 91 example tweets of ``skllm_fewshot.datasets.load_example_tweets`` (7 se
 with the embedded model: (a) the calibrated prompt with one example per class, over
 several draws of the examples, scored on the tweets not in the prompt; (b) zero-shot
 from the class names alone, ``fit(None, names)``; (c) zero-shot with
-``label_descriptions``. Prints the table and writes ``docs/zero_shot.md``.
+``label_descriptions`` (each class's description shown as a demonstration). Prints the table and writes ``docs/zero_shot.md``.
 
     python benchmarks/bench_zero_shot.py --draws 5
 """
@@ -27,10 +27,6 @@ from skllm_fewshot.datasets import SECTOR_DESCRIPTIONS, load_example_tweets  # n
 INSTRUCTION = (
     "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
     "Las posibles categorías son: {labels}"
-)
-DESCRIBED = (
-    "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
-    "Las posibles categorías son:{labels}"
 )
 
 
@@ -56,7 +52,7 @@ def main(argv=None) -> None:
         rows.append((f"one example per class, calibrated ({scoring})", np.mean(accs), np.std(accs)))
         for label, extra in (("zero-shot, class names", dict(instruction=INSTRUCTION)),
                              ("zero-shot, names + label_descriptions",
-                              dict(instruction=DESCRIBED, label_descriptions=SECTOR_DESCRIPTIONS))):
+                              dict(instruction=INSTRUCTION, label_descriptions=SECTOR_DESCRIPTIONS))):
             clf = FewShotLLMClassifier(n_examples_per_class=0, scoring=scoring, **common, **extra).fit(None, names)
             rows.append((f"{label} ({scoring})", clf.score(X, y), 0.0))
     lines = [

@@ -66,14 +66,15 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     instruction : str, default=None
         The task text; ``{labels}`` and ``{text_name}`` are filled in. ``None``:
         ``"Classify each {text_name} into one of these categories: {labels}."``
-        (or its multi-label and described forms).
+        (or its multi-label form).
         Example: ``instruction="Sentiment of the review: {labels}."``.
     label_words : dict, default=None
         Class -> word written and scored; default ``str(class)`` (number classes
         warn: the model would score digits). Example: ``{0: "negative", 1: "positive"}``.
     label_descriptions : dict, default=None
-        Class -> description; ``{labels}`` then lists ``"- word: description"``
-        lines. Example: ``{"bancos": "bancos, cuentas, préstamos"}``.
+        Class -> short description, shown first as a demonstration (the
+        description as a text of that class): zero-shot without labelled rows.
+        Example: ``{"bancos": "bancos, cuentas, préstamos"}``.
     text_name, label_name : str, default="Text", "Label"
         Field names written before each text and label. Example: ``text_name="Tweet"``.
     prompt_format : {"plain", "chat"}, default="plain"

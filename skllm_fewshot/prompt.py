@@ -12,31 +12,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["DEFAULT_INSTRUCTION", "DESCRIBED_INSTRUCTION", "MULTI_LABEL_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece"]
+import numpy as np
+
+__all__ = [
+    "DEFAULT_INSTRUCTION", "MULTI_LABEL_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece",
+]  # fmt: skip
 
 DEFAULT_INSTRUCTION = "Classify each {text_name} into one of these categories: {labels}."
-# With label descriptions: {labels} is then a list, one "- word: description" per line.
-DESCRIBED_INSTRUCTION = "Classify each {text_name} into one of these categories:{labels}"
 # Multi-label: each label is answered on its own line, "word: yes" or "word: no".
 MULTI_LABEL_INSTRUCTION = "For each {text_name}, say which of these topics it is about: {labels}."
-DESCRIBED_MULTI_LABEL_INSTRUCTION = "For each {text_name}, say which of these topics it is about:{labels}"
 YES, NO = "yes", "no"
 
 
-def default_instruction(instruction: str | None, descriptions: Any, multi_label: bool) -> str:
+def default_instruction(instruction: str | None, multi_label: bool) -> str:
     """``instruction``, or the default for the task when it is None.
 
     Examples
     --------
     >>> from skllm_fewshot.prompt import default_instruction
-    >>> default_instruction(None, None, False)
+    >>> default_instruction(None, False)
     'Classify each {text_name} into one of these categories: {labels}.'
     """
     if instruction is not None:
         return instruction
-    if multi_label:
-        return MULTI_LABEL_INSTRUCTION if descriptions is None else DESCRIBED_MULTI_LABEL_INSTRUCTION
-    return DEFAULT_INSTRUCTION if descriptions is None else DESCRIBED_INSTRUCTION
+    return MULTI_LABEL_INSTRUCTION if multi_label else DEFAULT_INSTRUCTION
 
 PROMPT_FORMATS = ("plain", "chat")
 
@@ -77,10 +76,6 @@ class FewShotPrompt:
         Each example's answer is then one ``"word: yes|no"`` line per label (see
         :meth:`label_lines`), and each label is scored on its own after the query
         (:meth:`answers`).
-    label_descriptions : sequence of str, optional
-        One description per label word; ``{labels}`` then lists one
-        ``"- word: description"`` per line, each on a new line, instead of the
-        words joined by commas.
 
     Examples
     --------
@@ -107,7 +102,6 @@ class FewShotPrompt:
     text_name: str = "Text"
     label_name: str = "Label"
     prompt_format: str = "plain"
-    label_descriptions: Sequence[str] | None = None
     multi_label: bool = False
 
     @classmethod
@@ -125,6 +119,12 @@ class FewShotPrompt:
     ) -> FewShotPrompt:
         """The prompt of a classifier: examples as ``(text, class)``, or ``(text, 0/1 row)`` for multi-label.
 
+        Label descriptions, when given, come first as demonstrations: each class's
+        description shown as a text of that class (for multi-label, a text with
+        that label alone). Measured on the example tweets, this helps a small
+        model where a list of "word: description" lines in the instruction hurts
+        (``docs/zero_shot.md``).
+
         Examples
         --------
         >>> from skllm_fewshot.prompt import FewShotPrompt
@@ -133,18 +133,20 @@ class FewShotPrompt:
         [('great', 'positive')]
         """
         words = dict(zip(classes, label_words))
+        if label_descriptions is not None:
+            shown = np.eye(len(classes), dtype=int) if multi_label else classes
+            examples = [(d, tuple(r) if multi_label else r) for d, r in zip(label_descriptions, shown)] + list(examples)
         if multi_label:
             answers = [(text, cls.label_lines(label_words, row)) for text, row in examples]
         else:
             answers = [(text, words[c]) for text, c in examples]
         return cls(
-            instruction=default_instruction(instruction, label_descriptions, multi_label),
+            instruction=default_instruction(instruction, multi_label),
             examples=answers,
             label_words=list(label_words),
             text_name=text_name,
             label_name=label_name,
             prompt_format=prompt_format,
-            label_descriptions=label_descriptions,
             multi_label=multi_label,
         )
 
@@ -169,12 +171,7 @@ class FewShotPrompt:
 
     def header(self) -> str:
         """The instruction with its fields filled in."""
-        if self.label_descriptions is None:
-            labels = ", ".join(self.label_words)
-        else:
-            # One "word: description" per line, so that each description stays with its word.
-            labels = "".join(f"\n- {w}: {d}" for w, d in zip(self.label_words, self.label_descriptions))
-        fields = {"labels": labels, "text_name": self.text_name}
+        fields = {"labels": ", ".join(self.label_words), "text_name": self.text_name}
         # Only known fields are replaced, so braces elsewhere in a user's instruction survive.
         return re.sub(r"\{(labels|text_name)\}", lambda m: fields[m.group(1)], self.instruction)
 

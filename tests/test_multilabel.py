@@ -57,13 +57,26 @@ def test_zero_shot_errors(make):
 
 @pytest.mark.parametrize("prompt_format", ["plain", "chat"])
 @pytest.mark.parametrize("scoring", ["full_label", "first_token"])
-def test_label_descriptions_are_written_into_the_prompt(make, prompt_format, scoring):
+def test_label_descriptions_are_demonstrations(make, prompt_format, scoring):
     described = {"negative": "unhappy", "neutral": "neither", "positive": "happy"}
+    words = {"negative": "bad", "neutral": "meh", "positive": "good"}
     clf = make(n_examples_per_class=0, label_descriptions=described, prompt_format=prompt_format,
-               scoring=scoring, label_words={"negative": "bad", "neutral": "meh", "positive": "good"})
-    clf.fit(None, NAMES)
-    assert "- bad: unhappy\n- meh: neither\n- good: happy" in clf.prompt_
+               scoring=scoring, label_words=words).fit(None, NAMES)
+    # Each description is shown as a text of its class, before any other example.
+    for name in NAMES:
+        assert f"Text:\n'{described[name]}'\nLabel:\n{words[name]}" in clf.prompt_.replace("\r", "")
     assert clf.predict_proba(SENTIMENT_X).shape == (len(SENTIMENT_X), 3)
+    # With rows as well, the descriptions come first.
+    both = make(n_examples_per_class=1, label_descriptions=described, label_words=words).fit(SENTIMENT_X, SENTIMENT_Y)
+    first_row = min(both.prompt_.index(f"'{t}'") for t, _ in both.examples_)
+    assert all(both.prompt_.index(f"'{d}'") < first_row for d in described.values())
+
+
+def test_multi_label_descriptions_show_one_label_each(make, messages):
+    topics = list(messages[1].columns)
+    described = {t: f"about {t}" for t in topics}
+    clf = make(n_examples_per_class=0, multi_label=True, label_descriptions=described).fit(None, topics)
+    assert "'about price'\nprice: yes\nquality: no\ndelivery: no\nservice: no" in clf.prompt_
 
 
 def test_label_descriptions_must_cover_every_class(make):
