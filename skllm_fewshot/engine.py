@@ -53,6 +53,17 @@ def clear_feature_cache() -> None:
 def calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     """Contextual calibration: divide by the content-free probabilities and renormalise.
 
+    Parameters
+    ----------
+    proba : ndarray of shape (n_texts, n_classes)
+        Class probabilities.
+    prior : ndarray of shape (n_classes,) or None
+        What to divide by; None returns ``proba`` unchanged.
+
+    Returns
+    -------
+    ndarray of shape (n_texts, n_classes)
+
     Examples
     --------
     >>> import numpy as np
@@ -213,7 +224,18 @@ class PromptScorer:
     # -- scoring --------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], truncated: list[int] | None = None) -> list[list[int]]:
-        """Token ids of the whole prompt with each text in it (cut to the context)."""
+        """Token ids of the whole prompt with each text in it (cut to the context).
+
+        Parameters
+        ----------
+        texts : sequence of str
+        truncated : list, optional
+            The indices of texts cut to fit the context are appended to it.
+
+        Returns
+        -------
+        list of list of int
+        """
         return self.tokens.encode(texts, truncated=truncated)
 
     def _resolve_batch_size(self) -> int:
@@ -314,7 +336,12 @@ class PromptScorer:
         return scores, states.reshape(len(texts), len(layers), hidden)
 
     def content_free_scores(self) -> np.ndarray:
-        """Label log-likelihoods of the content-free queries, one row each (computed once)."""
+        """Label log-likelihoods of the content-free queries, one row each (computed once).
+
+        Returns
+        -------
+        ndarray of shape (len(CONTENT_FREE), n_classes)
+        """
         if self._prior is None:
             with self._prior_lock:
                 if self._prior is None:
@@ -322,7 +349,12 @@ class PromptScorer:
         return self._prior
 
     def content_free_proba(self) -> np.ndarray:
-        """Mean class probabilities of the content-free queries."""
+        """Mean class probabilities of the content-free queries.
+
+        Returns
+        -------
+        ndarray of shape (n_classes,)
+        """
         return softmax(self.content_free_scores()).mean(axis=0)
 
     def label_proba(
@@ -339,6 +371,16 @@ class PromptScorer:
         (in one pass, as branches of the label trie). Calibration divides each
         label's odds by those of ``prior`` (per label, the mean probability of
         ``"yes"``), by default of the content-free queries.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        calibrate : bool, default=False
+            Calibrate with the content-free queries.
+        prior : ndarray of shape (n_labels,), optional
+            Calibrate with this instead (e.g. the training texts' mean).
+        truncated : list, optional
+            The indices of texts cut to fit the context are appended to it.
 
         Returns
         -------

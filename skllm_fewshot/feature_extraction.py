@@ -103,6 +103,11 @@ class LLMFeatures(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``hidden0``, ``hidden1``, ... and ``logp_<label word>`` names.
 
+        Parameters
+        ----------
+        input_features : None
+            Ignored: the input is text.
+
         Returns
         -------
         ndarray of str

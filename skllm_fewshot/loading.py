@@ -55,6 +55,15 @@ class ModelSpec:
     A fitted estimator keeps this, never the weights: after unpickling (or on a Dask
     worker) :meth:`load` goes through the process-wide cache.
 
+    Parameters
+    ----------
+    model, tokenizer : None, str, path or object
+        As :func:`load_model`'s.
+    device, dtype : str or torch object
+        As :func:`load_model`'s.
+    model_kwargs : dict, optional
+        As :func:`load_model`'s.
+
     Examples
     --------
     >>> from skllm_fewshot.loading import ModelSpec
@@ -69,7 +78,12 @@ class ModelSpec:
     model_kwargs: dict | None = None
 
     def load(self) -> LoadedModel:
-        """The model and tokenizer, through the cache (:func:`load_model`)."""
+        """The model and tokenizer, through the cache (:func:`load_model`).
+
+        Returns
+        -------
+        LoadedModel
+        """
         return load_model(
             self.model, self.tokenizer, device=self.device, dtype=self.dtype, model_kwargs=self.model_kwargs
         )
