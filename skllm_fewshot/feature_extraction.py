@@ -95,7 +95,7 @@ class LLMFeatures(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out_)
+        ndarray of shape (n_samples, ``n_features_out_``)
         """
         check_is_fitted(self)
         return self.classifier_.features(X)
