@@ -260,16 +260,8 @@ class PromptScorer:
         -------
         ndarray of shape (n_texts, n_classes), float64
         """
-        on_oom = torch.cuda.empty_cache if self.device.type == "cuda" else None
-        return score_in_batches(
-            self.scorer.score,
-            lambda chunk: self.encode(chunk, truncated),
-            list(texts),
-            len(self.label_token_ids),
-            self._resolve_batch_size(),
-            verbose=self.verbose,
-            on_oom=on_oom,
-        )
+        # The features' pass without hidden states, through the same cache.
+        return self.features(texts, (), truncated)[0]
 
     def features(
         self, texts: Sequence[str], layers: Sequence[int] = (-1,), truncated: list[int] | None = None
@@ -345,7 +337,7 @@ class PromptScorer:
         if self._prior is None:
             with self._prior_lock:
                 if self._prior is None:
-                    self._prior = self.features(list(CONTENT_FREE), ())[0]
+                    self._prior = self.log_likelihoods(list(CONTENT_FREE))
         return self._prior
 
     def content_free_proba(self) -> np.ndarray:
@@ -386,7 +378,7 @@ class PromptScorer:
         -------
         ndarray of shape (n_texts, n_labels), float64
         """
-        yes_odds = _yes_log_odds(self.features(texts, (), truncated)[0])
+        yes_odds = _yes_log_odds(self.log_likelihoods(texts, truncated))
         if calibrate or prior is not None:
             if prior is None:
                 prior = np.mean(_sigmoid(_yes_log_odds(self.content_free_scores())), axis=0)
@@ -418,7 +410,7 @@ class PromptScorer:
         -------
         ndarray of shape (n_texts, n_classes), float64
         """
-        proba = softmax(self.features(texts, (), truncated)[0])
+        proba = softmax(self.log_likelihoods(texts, truncated))
         if prior is None and calibrate:
             prior = self.content_free_proba()
         return calibrated(proba, prior)
