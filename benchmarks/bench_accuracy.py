@@ -148,7 +148,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
     X, y, Xt, yt = load_task(task, args, args.test)
     classes = np.unique(y)
     records = []
-    for draw in range(args.draws):
+    for draw in range(args.first_draw, args.first_draw + args.draws):
         order = draw_rows(y, draw, max(args.ks))
         for k in args.ks:
             rows = np.concatenate([o[:k] for o in order])
@@ -233,6 +233,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
     parser.add_argument("--ks", nargs="+", type=int, default=list(KS))
     parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--first-draw", type=int, default=0, help="to add draws to an earlier run")
     parser.add_argument("--test", type=int, default=300, help="test rows per task")
     parser.add_argument("--data-dir", default=str(BENCH_DATA))
     parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
