@@ -147,7 +147,8 @@ class PromptScorer:
     ) -> None:
         self.loaded = loaded
         self.prompt = prompt
-        self.scoring = scoring
+        # Multi-label: each label's "yes" and "no" differ only at the answer, scored whole.
+        self.scoring = "full_label" if prompt.multi_label else scoring
         self.classes = list(prompt.label_words if classes is None else classes)
         self.batch_size = batch_size
         self.verbose = verbose
@@ -166,9 +167,6 @@ class PromptScorer:
 
     def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
         words = self.prompt.answers()
-        if self.prompt.multi_label:
-            # Each label's "yes" and "no" differ only at the answer: scored whole.
-            self.scoring = "full_label"
         if self.scoring == "full_label":
             seqs = tokens.label_ids_in_context(words)
         else:
@@ -288,8 +286,9 @@ class PromptScorer:
         """
         texts = list(texts)
         n_classes = len(self.label_token_ids)
-        n_layers = self.loaded.model.config.get_text_config().num_hidden_layers
-        layers = [layer_index(layer, n_layers) for layer in layers]
+        config = self.loaded.model.config.get_text_config()
+        hidden = config.hidden_size
+        layers = [layer_index(layer, config.num_hidden_layers) for layer in layers]
         # One entry per (prompt, labels, text): the scores and every layer read so far.
         key = (tuple(self.scorer.prefix_ids), self.tokens.tail_text, str(self.label_token_ids))
         with _FEATURES_LOCK:
@@ -304,7 +303,6 @@ class PromptScorer:
 
         fresh = {}
         if missing:
-            hidden = self.loaded.model.config.get_text_config().hidden_size
             on_oom = torch.cuda.empty_cache if self.device.type == "cuda" else None
             rows = score_in_batches(
                 score, lambda chunk: self.encode(chunk, truncated), missing, n_classes + len(layers) * hidden,
@@ -323,7 +321,6 @@ class PromptScorer:
             while len(cache) > MAX_CACHED_FEATURES:
                 cache.popitem(last=False)
         scores = np.array([e["scores"] for e in entries]).reshape(len(texts), n_classes)
-        hidden = self.loaded.model.config.get_text_config().hidden_size
         states = np.array([[e[layer] for layer in layers] for e in entries], dtype=np.float32)
         return scores, states.reshape(len(texts), len(layers), hidden)
 
