@@ -13,9 +13,10 @@ every configuration is fitted on the same k rows and scored on the same test row
 - ``knn``: kNN Prompting on the label distributions;
 - ``tfidf_word``, ``tfidf_char``: TF-IDF (word 1-2 grams; char_wb 2-5 grams) + LR;
 - ``union``: the head's features (standardised, weighted 0.5/sqrt(d)) beside TF-IDF char, + LR;
-- ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds) picks among
-  head, union, prompt and prompt_batch on the k rows alone; with one row per class nothing can be
-  cross-validated and the pick is the prompt.
+- ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds, repeated
+  ``ceil(8 / k)`` times) picks among the head (C=0.01 or 0.1), union, prompt and prompt_batch
+  on the k rows alone; with one row per class nothing can be cross-validated and the pick is
+  the prompt.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
 
@@ -87,10 +88,10 @@ def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(y == c))[:k_max] for c in np.unique(y)]
 
 
-def make_configs(task: str, k: int, draw: int):
+def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
     from sklearn.pipeline import Pipeline, make_pipeline, make_union
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
@@ -110,6 +111,8 @@ def make_configs(task: str, k: int, draw: int):
         return LogisticRegression(C=c, max_iter=3000)
 
     head = llm(head=make_pipeline(StandardScaler(), lr(0.01)))
+    # A weaker penalty, for the pick: it shares the head's features (one pass for both).
+    head_c = llm(head=make_pipeline(StandardScaler(), lr(0.1)))
     weight = 0.5 / np.sqrt(576)  # SmolLM2's hidden size: the model block weighs as much as a few n-grams
     union = make_pipeline(
         make_union(make_pipeline(LLMFeatures(llm()), StandardScaler(), FunctionTransformer(lambda z: z * weight)),
@@ -130,13 +133,17 @@ def make_configs(task: str, k: int, draw: int):
         "union": union,
     }
     if k >= 2:
+        # With a handful of rows per class one split decides on a few rows: repeat it, so
+        # that about 8 held-out rows per class vote (the features of each fold's prompt are
+        # computed once and shared by the candidates through the feature cache).
+        cv = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=max(1, -(-8 // k)), random_state=draw)
         configs["pick"] = GridSearchCV(
-            Pipeline([("model", llm())]), {"model": [head, union, llm(), llm(calibrate="batch")]}, scoring="neg_log_loss",
-            cv=StratifiedKFold(min(3, k), shuffle=True, random_state=draw), error_score="raise",
+            Pipeline([("model", llm())]), {"model": [head, head_c, union, llm(), llm(calibrate="batch")]}, scoring="neg_log_loss",
+            cv=cv, error_score="raise",
         )
     else:
         configs["pick"] = llm()
-    return configs
+    return {name: model for name, model in configs.items() if name in configs_run}
 
 
 def run_task(task: str, args_dict: dict) -> list[dict]:
@@ -152,7 +159,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
         order = draw_rows(y, draw, max(args.ks))
         for k in args.ks:
             rows = np.concatenate([o[:k] for o in order])
-            for name, model in make_configs(task, k, draw).items():
+            for name, model in make_configs(task, k, draw, args.configs).items():
                 start = time.perf_counter()
                 model.fit(X[rows], y[rows])
                 fitted = time.perf_counter()
@@ -165,7 +172,8 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                     picked = type(model.best_params_["model"]).__name__
                     if picked == "FewShotLLMClassifier":
                         best = model.best_params_["model"]
-                        picked = "head" if best.head is not None else f"prompt{'_batch' * (best.calibrate == 'batch')}"
+                        picked = (f"head(C={best.head[-1].C})" if best.head is not None
+                                  else f"prompt{'_batch' * (best.calibrate == 'batch')}")
                     else:
                         picked = "union"
                 records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
@@ -239,6 +247,11 @@ def main(argv=None) -> None:
     parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS,
+                        help="run only these (e.g. a changed one, with --merge)")
+    parser.add_argument("--merge", type=int, default=0, metavar="N",
+                        help="report with the records of the last N runs in accuracy.jsonl; this run's replace "
+                             "theirs for the same task, draw, k and configuration")
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -250,11 +263,20 @@ def main(argv=None) -> None:
     meta = dict(command=command.strip(), date=time.strftime("%Y-%m-%d"), draws=args.draws, test=args.test,
                 seconds=round(time.perf_counter() - start))
     out = Path(args.out)
+    with open(out / "accuracy.jsonl", "a+", encoding="utf-8") as f:
+        f.seek(0)
+        earlier = [json.loads(line) for line in f if line.strip()][-args.merge:] if args.merge else []
+        f.write(json.dumps(dict(meta=meta, records=records)) + "\n")
+    merged = {}
+    for run in [*earlier, dict(meta=meta, records=records)]:
+        merged.update({(r["task"], r["draw"], r["k"], r["config"]): r for r in run["records"]})
+    if earlier:
+        meta["command"] = "; ".join(run["meta"]["command"] for run in [*earlier, dict(meta=meta)])
+        meta["draws"] = len({(r["task"], r["draw"]) for r in merged.values()}) // len({r["task"] for r in merged.values()})
+    records = list(merged.values())
     table = render(records, meta)
     print(table)
     (out / "accuracy_latest.md").write_text(table, encoding="utf-8")
-    with open(out / "accuracy.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(dict(meta=meta, records=records)) + "\n")
     plot(records, out / "accuracy_vs_k.png")
 
 
