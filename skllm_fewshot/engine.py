@@ -152,9 +152,10 @@ class PromptScorer:
         self.classes = list(prompt.label_words if classes is None else classes)
         self.batch_size = batch_size
         self.verbose = verbose
-        unlimited = PromptTokenizer(prompt, loaded.tokenizer)
-        self.label_token_ids = self._label_tokens(unlimited)
-        self.tokens = PromptTokenizer(prompt, loaded.tokenizer, max_length=self._max_length(unlimited))
+        # The limit depends on the label tokens, which are found without one.
+        self.tokens = PromptTokenizer(prompt, loaded.tokenizer)
+        self.label_token_ids = self._label_tokens(self.tokens)
+        self.tokens.max_length = self._max_length(self.tokens)
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.scorer = PrefixCachedScorer(
@@ -277,7 +278,8 @@ class PromptScorer:
         layers : sequence of int, default=(-1,)
             Hidden-state layers, in transformers' numbering (-1: the final states).
         truncated : list, optional
-            The indices (among the texts computed now) of texts cut to fit the context.
+            The indices of texts cut to fit the context are appended to it (cached
+            texts included: a cut is remembered with the features).
 
         Returns
         -------
@@ -301,16 +303,24 @@ class PromptScorer:
             scores, states = self.scorer.score_with_states(ids, layers)
             return np.concatenate([scores, states.reshape(len(ids), -1)], axis=1)
 
+        cut: set[str] = set()
+
+        def encode(chunk: Sequence[str]) -> list[list[int]]:
+            where: list[int] = []
+            ids = self.encode(chunk, where)
+            cut.update(chunk[i] for i in where)
+            return ids
+
         fresh = {}
         if missing:
             on_oom = torch.cuda.empty_cache if self.device.type == "cuda" else None
             rows = score_in_batches(
-                score, lambda chunk: self.encode(chunk, truncated), missing, n_classes + len(layers) * hidden,
+                score, encode, missing, n_classes + len(layers) * hidden,
                 self._resolve_batch_size(), verbose=self.verbose, on_oom=on_oom,
             )  # fmt: skip
             for t, row in zip(missing, rows):
                 states = row[n_classes:].reshape(len(layers), hidden).astype(np.float32)
-                fresh[t] = {"scores": row[:n_classes], **dict(zip(layers, states))}
+                fresh[t] = {"scores": row[:n_classes], "cut": t in cut, **dict(zip(layers, states))}
         with _FEATURES_LOCK:
             for t, entry in fresh.items():
                 cache[(key, t)] = {**cache.get((key, t), {}), **entry}
@@ -320,6 +330,8 @@ class PromptScorer:
                     cache.move_to_end((key, t))
             while len(cache) > MAX_CACHED_FEATURES:
                 cache.popitem(last=False)
+        if truncated is not None:
+            truncated.extend(i for i, e in enumerate(entries) if e["cut"])
         scores = np.array([e["scores"] for e in entries]).reshape(len(texts), n_classes)
         states = np.array([[e[layer] for layer in layers] for e in entries], dtype=np.float32)
         return scores, states.reshape(len(texts), len(layers), hidden)

@@ -587,6 +587,9 @@ def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_
     with pytest.warns(UserWarning, match=r"2 of 3 texts did not fit .* cut at the end") as record:
         proba = clf.predict_proba(texts)
     assert len([w for w in record if "did not fit" in str(w.message)]) == 1
+    # Again, from the feature cache: the same texts, the same warning.
+    with pytest.warns(UserWarning, match=r"2 of 3 texts did not fit"):
+        np.testing.assert_array_equal(clf.predict_proba(texts), proba)
     assert proba.shape == (3, len(clf.classes_))
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
