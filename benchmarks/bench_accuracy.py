@@ -6,7 +6,9 @@ For each task, draw and k (labelled rows per class, nested across k within a dra
 every configuration is fitted on the same k rows and scored on the same test rows:
 
 - ``seed``: the seed's method (one example per class, first token, no calibration);
-- ``prompt``: the calibrated prompt (one example per class), the library's default;
+- ``prompt``: the library's default: the prompt (one example per class) with
+  ``calibrate="domain"`` (content-free queries and random bags of the training texts' words);
+- ``prompt_cf``: the same with ``calibrate=True`` (content-free queries only);
 - ``prompt_batch``: the same with batch calibration (the training texts' mean probabilities);
 - ``head``: a StandardScaler + LogisticRegression(C=0.01) head on the mean hidden
   state of layers at 55/65/80% depth, read under the same prompt, fitted on all rows;
@@ -40,7 +42,7 @@ from _common import DEFAULT_DATA, ROOT  # noqa: E402
 
 BENCH_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 KS = (1, 2, 4, 8, 16, 32)
-CONFIGS = ("seed", "prompt", "prompt_batch", "head", "knn", "tfidf_word", "tfidf_char", "union", "pick")
+CONFIGS = ("seed", "prompt", "prompt_cf", "prompt_batch", "head", "knn", "tfidf_word", "tfidf_char", "union", "pick")
 
 # Per task: instruction, text and label field names, label words.
 TASKS = {
@@ -124,6 +126,7 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
     configs = {
         "head": head,
         "prompt": llm(),
+        "prompt_cf": llm(calibrate=True),
         "prompt_batch": llm(calibrate="batch"),
         "knn": llm(head="knn"),
         "seed": llm(scoring="first_token", calibrate=False),
@@ -173,7 +176,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                     if picked == "FewShotLLMClassifier":
                         best = model.best_params_["model"]
                         picked = (f"head(C={best.head[-1].C})" if best.head is not None
-                                  else f"prompt{'_batch' * (best.calibrate == 'batch')}")
+                                  else {"batch": "prompt_batch", True: "prompt_cf"}.get(best.calibrate, "prompt"))
                     else:
                         picked = "union"
                 records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
@@ -266,7 +269,8 @@ def main(argv=None) -> None:
     with open(out / "accuracy.jsonl", "a+", encoding="utf-8") as f:
         f.seek(0)
         earlier = [json.loads(line) for line in f if line.strip()][-args.merge:] if args.merge else []
-        f.write(json.dumps(dict(meta=meta, records=records)) + "\n")
+        if records:  # --draws 0 --merge N: only report
+            f.write(json.dumps(dict(meta=meta, records=records)) + "\n")
     merged = {}
     for run in [*earlier, dict(meta=meta, records=records)]:
         merged.update({(r["task"], r["draw"], r["k"], r["config"]): r for r in run["records"]})

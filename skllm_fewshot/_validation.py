@@ -336,8 +336,8 @@ def check_params(est: Any) -> None:
         raise ValueError(
             f"model_kwargs must be a dict of from_pretrained options or None; got {type(est.model_kwargs).__name__}."
         )
-    if not (isinstance(est.calibrate, (bool, np.bool_)) or est.calibrate == "batch"):
-        raise ValueError(f"calibrate must be True, False or 'batch'; got {est.calibrate!r}.")
+    if not (isinstance(est.calibrate, (bool, np.bool_)) or est.calibrate in ("batch", "domain")):
+        raise ValueError(f"calibrate must be True, False, 'domain' or 'batch'; got {est.calibrate!r}.")
     if not isinstance(est.at_least_one, (bool, np.bool_)):
         raise ValueError(f"at_least_one must be True or False; got {est.at_least_one!r}.")
     if not (est.multi_label == "auto" or isinstance(est.multi_label, (bool, np.bool_))):

@@ -358,6 +358,15 @@ class PromptScorer:
         """
         return softmax(self.content_free_scores()).mean(axis=0)
 
+    def content_free_label_proba(self) -> np.ndarray:
+        """Multi-label: per label, the content-free queries' mean probability of ``"yes"``.
+
+        Returns
+        -------
+        ndarray of shape (n_labels,)
+        """
+        return np.mean(_sigmoid(_yes_log_odds(self.content_free_scores())), axis=0)
+
     def label_proba(
         self,
         texts: Sequence[str],
@@ -390,7 +399,7 @@ class PromptScorer:
         yes_odds = _yes_log_odds(self.log_likelihoods(texts, truncated))
         if calibrate or prior is not None:
             if prior is None:
-                prior = np.mean(_sigmoid(_yes_log_odds(self.content_free_scores())), axis=0)
+                prior = self.content_free_label_proba()
             yes_odds = yes_odds - (np.log(prior) - np.log1p(-prior))
         return _sigmoid(yes_odds)
 

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .calibration import domain_queries, mean_log_prior
 from .scoring import softmax
 
 __all__ = ["HEAD_FEATURES", "FeatureHead", "KNNPrompting", "PromptHead", "feature_names", "make_head"]
@@ -87,24 +88,44 @@ class PromptHead:
     """The prompt's label-token softmax (``head=None``), calibrated or not.
 
     ``calibrate=True`` divides by the content-free queries' probabilities
-    (contextual calibration); ``"batch"`` by the mean probabilities of the
-    training texts (batch calibration, Zhou et al. 2024), estimated once at fit
-    so that no prediction depends on the other texts of its batch.
+    (contextual calibration); ``"domain"`` by those and the mean probabilities of
+    random bags of the training texts' words, averaged in log space
+    (:mod:`~skllm_fewshot.calibration`); ``"batch"`` by the mean probabilities of
+    the training texts (batch calibration, Zhou et al. 2024). What is learnt from
+    the training texts is estimated once at fit, so that no prediction depends on
+    the other texts of its batch.
     """
 
-    def __init__(self, calibrate: bool | str) -> None:
+    def __init__(self, calibrate: bool | str, random_state: Any = None) -> None:
         self.calibrate = calibrate
+        self.random_state = random_state
 
     def _uncalibrated(self, engine: Any, texts: Sequence[str]) -> np.ndarray:
         return engine.proba(texts)
 
+    def _content_free(self, engine: Any) -> np.ndarray:
+        return engine.content_free_proba()
+
+    def _combined(self, content_free: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        return mean_log_prior(content_free, domain)
+
     def fit(self, engine: Any, texts: Sequence[str], y: np.ndarray) -> PromptHead:
         batch = self.calibrate == "batch" and len(texts) > 0
         self.prior_ = self._uncalibrated(engine, texts).mean(axis=0) if batch else None
+        queries = domain_queries(texts, random_state=self.random_state) if self.calibrate == "domain" else []
+        self.domain_prior_ = self._uncalibrated(engine, queries).mean(axis=0) if queries else None
         return self
 
+    def prior(self, engine: Any) -> np.ndarray | None:
+        """What the probabilities under ``engine``'s prompt are divided by (None: by
+        the content-free queries when calibrated, else nothing)."""
+        if self.domain_prior_ is not None:
+            # Each prompt's own content-free bias, with the domain's measured at fit.
+            return self._combined(self._content_free(engine), self.domain_prior_)
+        return self.prior_
+
     def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.proba(texts, calibrate=bool(self.calibrate), prior=self.prior_, truncated=truncated)
+        return engine.proba(texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated)
 
 
 class FeatureHead:
@@ -151,8 +172,8 @@ class FeatureHead:
 
 
 def make_head(
-    head: Any, calibrate: bool, layers: Any = "auto", kind: str = "auto", multi_label: bool = False,
-    threshold: Any = "auto",
+    head: Any, calibrate: bool | str, layers: Any = "auto", kind: str = "auto", multi_label: bool = False,
+    threshold: Any = "auto", random_state: Any = None,
 ) -> Any:
     """The head for the classifier's ``head`` parameter, with a clear error for a bad one.
 
@@ -166,7 +187,9 @@ def make_head(
     from .multilabel import MultiLabelFeatureHead, MultiLabelPromptHead
 
     if head is None:
-        return MultiLabelPromptHead(calibrate, threshold) if multi_label else PromptHead(calibrate)
+        if multi_label:
+            return MultiLabelPromptHead(calibrate, threshold, random_state)
+        return PromptHead(calibrate, random_state)
     if isinstance(head, str) and head == "knn":
         head = KNNPrompting()
     usable = hasattr(head, "fit") and hasattr(head, "predict_proba") and hasattr(head, "get_params")

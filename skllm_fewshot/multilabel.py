@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, logit
 from sklearn.base import clone
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils.multiclass import type_of_target
@@ -113,12 +114,20 @@ def decide(proba: np.ndarray, thresholds: np.ndarray, at_least_one: bool) -> np.
 class MultiLabelPromptHead(PromptHead):
     """Each label's probability of ``"yes"`` under the prompt, calibrated or not."""
 
-    def __init__(self, calibrate: bool | str, threshold: Any = "auto") -> None:
-        super().__init__(calibrate)
+    def __init__(self, calibrate: bool | str, threshold: Any = "auto", random_state: Any = None) -> None:
+        super().__init__(calibrate, random_state)
         self.threshold = threshold
 
     def _uncalibrated(self, engine: Any, texts: Sequence[str]) -> np.ndarray:
         return engine.label_proba(texts)
+
+    def _content_free(self, engine: Any) -> np.ndarray:
+        return engine.content_free_label_proba()
+
+    def _combined(self, content_free: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        # Per label, the mean of the two log-odds of "yes".
+        odds = logit(np.clip(content_free, 1e-12, 1 - 1e-12)) + logit(np.clip(domain, 1e-12, 1 - 1e-12))
+        return expit(odds / 2)
 
     def fit(self, engine: Any, texts: Sequence[str], Y: np.ndarray) -> MultiLabelPromptHead:
         super().fit(engine, texts, Y)
@@ -132,7 +141,7 @@ class MultiLabelPromptHead(PromptHead):
         return self
 
     def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.label_proba(texts, calibrate=bool(self.calibrate), prior=self.prior_, truncated=truncated)
+        return engine.label_proba(texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated)
 
 
 class MultiLabelFeatureHead:

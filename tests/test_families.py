@@ -16,6 +16,7 @@ import torch
 from conftest import assert_proba_close, build_bpe_tokenizer, loop_log_likelihoods
 
 from skllm_fewshot import FewShotLLMClassifier, check_model
+from skllm_fewshot.calibration import domain_queries, mean_log_prior
 from skllm_fewshot.classifier import CONTENT_FREE
 from skllm_fewshot.families import engine_support
 from skllm_fewshot.loading import load_model
@@ -144,12 +145,17 @@ def test_family_layouts_match_the_loop(family):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4, err_msg=f"{name}, {layout}")
 
 
+@pytest.mark.parametrize("calibrate", [True, "domain"])
 @pytest.mark.parametrize("name", ["llama", "gemma2-window", "bloom"])
-def test_calibrated_matches_the_loop_with_the_same_calibration(name):
+def test_calibrated_matches_the_loop_with_the_same_calibration(name, calibrate):
     model, tokenizer = build_family(name), build_bpe_tokenizer()
-    clf = FewShotLLMClassifier(model, tokenizer=tokenizer, scoring="full_label", label_words=FULL_WORDS, random_state=0)
+    clf = FewShotLLMClassifier(model, tokenizer=tokenizer, scoring="full_label", label_words=FULL_WORDS,
+                               calibrate=calibrate, random_state=0)
     clf.fit(TRAIN_X, TRAIN_Y)
     prior = reference_proba(clf, model, tokenizer, list(CONTENT_FREE)).mean(axis=0)
+    if calibrate == "domain":
+        bags = domain_queries(TRAIN_X, random_state=0)
+        prior = mean_log_prior(prior, reference_proba(clf, model, tokenizer, bags).mean(axis=0))
     ref = reference_proba(clf, model, tokenizer, QUERIES) / prior
     assert_proba_close(clf.predict_proba(QUERIES), ref / ref.sum(axis=1, keepdims=True))
 

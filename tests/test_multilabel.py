@@ -145,8 +145,9 @@ def test_each_label_is_one_branch_after_the_query(make, messages):
 
 def test_zero_shot_multi_label_equals_the_prompt_without_examples(make, messages):
     X, Y = messages
+    # Fitted without texts, the default calibration has only its content-free queries.
     zero = make(n_examples_per_class=0, multi_label=True).fit(None, list(Y.columns))
-    rows = make(n_examples_per_class=0).fit(X[:40], Y[:40])
+    rows = make(n_examples_per_class=0, calibrate=True).fit(X[:40], Y[:40])
     assert zero.prompt_ == rows.prompt_
     np.testing.assert_allclose(zero.predict_proba(X[:5]), rows.predict_proba(X[:5]), atol=1e-9)
     assert zero.predict(X[:5]).shape == (5, 4)
