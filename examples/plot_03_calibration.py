@@ -8,7 +8,10 @@ prefers some labels. ``calibrate=True`` applies *contextual calibration* (Zhao e
 al. 2021, "Calibrate Before Use"): at ``fit`` the classifier scores three
 content-free texts (``"N/A"``, ``""`` and ``"[MASK]"``) in place of a real one,
 averages their class probabilities, and divides every later prediction by that
-average before renormalising.
+average before renormalising. ``calibrate="domain"`` (the default) adds a second
+prior, measured on 20 random bags of the training tweets' words (domain-context
+calibration, Fei et al. 2023): what the task's vocabulary alone makes the model
+predict. The two are averaged in log space.
 
 This example measures what that does to the probabilities with reliability
 diagrams (:class:`~sklearn.calibration.CalibrationDisplay`): out-of-fold
@@ -74,6 +77,9 @@ cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
 proba = {
     "uncalibrated": cross_val_predict(clf, X, y, cv=cv, method="predict_proba"),
     "calibrate=True": cross_val_predict(calibrated, X, y, cv=cv, method="predict_proba"),
+    "calibrate='domain'": cross_val_predict(
+        clone(clf).set_params(calibrate="domain"), X, y, cv=cv, method="predict_proba"
+    ),
 }
 
 # %%
@@ -141,7 +147,10 @@ fig.tight_layout()
 # well above the fraction of tweets it gets right, and it gives the sector it favours
 # (the largest bar of the prior above) a probability that is too high. After
 # contextual calibration its confidence is closer to its accuracy, its predictions
-# spread over more sectors, and the log loss is lower.
+# spread over more sectors, and the log loss is lower. On tweets named by their
+# brands, with one example per class, the bags of words change little here; on the
+# English development sets (sentiment, question type) they add up to 10 points of
+# accuracy (``docs/accuracy.md``).
 #
 # Contextual calibration removes the model's prior for some label words; it does not
 # fit the probabilities to the labels. To map scores onto observed frequencies, wrap

@@ -14,7 +14,9 @@ divides it out (:func:`~skllm_fewshot.engine.calibrated`):
 ``calibrate="domain"`` divides by both, averaged in log space: on the development
 sets the pair was never worse than content-free queries alone and up to 10 points
 better (``docs/accuracy.md``), where bags alone lost 8 points on the MAS tweets with
-one example per class.
+one example per class. The bags are scored once, at fit, under the fitted prompt
+(with ``example_selection="similar"``, the prompt without examples); each prompt's
+content-free prior is its own. Fitted without texts, only content-free queries remain.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import expit, logit
 from conftest import SENTIMENT_X, SENTIMENT_Y
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -14,6 +15,7 @@ from sklearn.metrics import classification_report, f1_score
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot.calibration import domain_queries
 from skllm_fewshot.datasets import load_customer_messages
 from skllm_fewshot.multilabel import decide, tune_thresholds
 from skllm_fewshot.reference import full_label_proba
@@ -111,7 +113,7 @@ def test_indicator_in_indicator_out(make, messages, kind):
     np.testing.assert_array_equal(pred, (proba >= clf.head_.thresholds_).astype(int))
 
 
-@pytest.mark.parametrize("calibrate", [False, True])
+@pytest.mark.parametrize("calibrate", [False, True, "domain"])
 def test_label_probabilities_equal_a_plain_per_label_loop(make, messages, tiny_model, bpe_tokenizer, calibrate):
     X, Y = messages[0][:30], messages[1][:30]
     clf = make(calibrate=calibrate).fit(X, Y)
@@ -127,6 +129,10 @@ def test_label_probabilities_equal_a_plain_per_label_loop(make, messages, tiny_m
     expected = loop(queries)
     if calibrate:
         prior = loop(["N/A", "", "[MASK]"]).mean(axis=0)
+        if calibrate == "domain":
+            # Per label, the mean of the two priors' log-odds.
+            domain = loop(domain_queries(X, random_state=clf.random_state)).mean(axis=0)
+            prior = expit((logit(prior) + logit(domain)) / 2)
         odds = expected / (1 - expected) / (prior / (1 - prior))
         expected = odds / (1 + odds)
     np.testing.assert_allclose(clf.predict_proba(queries), expected, atol=1e-4)

@@ -13,6 +13,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.model_selection import GridSearchCV
 
 import skllm_fewshot.classifier
+from skllm_fewshot.calibration import domain_queries, mean_log_prior
 from skllm_fewshot.embedding import mean_pooled_embeddings
 from skllm_fewshot.prompt import DEFAULT_INSTRUCTION, FewShotPrompt
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
@@ -32,9 +33,9 @@ def reference(clf, texts, examples_per_text):
     model = clf.engine_.loaded.model
     loop = full_label_proba if clf.scoring == "full_label" else seed_first_token_proba
     words = dict(zip(clf.classes_, clf.label_words_))
-    rows = []
-    for text, examples in zip(texts, examples_per_text):
-        prompt = FewShotPrompt(
+
+    def prompt(examples):
+        return FewShotPrompt(
             instruction=DEFAULT_INSTRUCTION if clf.instruction is None else clf.instruction,
             examples=[(t, words[c]) for t, c in examples],
             label_words=clf.label_words_,
@@ -42,10 +43,18 @@ def reference(clf, texts, examples_per_text):
             label_name=clf.label_name,
             prompt_format=clf.prompt_format,
         )
+
+    if clf.calibrate == "domain":
+        # The bags are scored once, under the prompt without examples.
+        bags = domain_queries(X, random_state=clf.random_state)
+        domain = loop(model, tok, [prompt([]).render(b, tok) for b in bags], clf.label_words_).mean(axis=0)
+    rows = []
+    for text, examples in zip(texts, examples_per_text):
         queries = [text] + (["N/A", "", "[MASK]"] if clf.calibrate else [])
-        p = loop(model, tok, [prompt.render(q, tok) for q in queries], clf.label_words_)
+        p = loop(model, tok, [prompt(examples).render(q, tok) for q in queries], clf.label_words_)
         if clf.calibrate:
-            p = p[:1] / p[1:].mean(axis=0)
+            prior = p[1:].mean(axis=0)
+            p = p[:1] / (mean_log_prior(prior, domain) if clf.calibrate == "domain" else prior)
             p /= p.sum(axis=1, keepdims=True)
         rows.append(p[0])
     return np.array(rows)
@@ -104,7 +113,7 @@ def test_a_training_text_gets_itself_as_example(make_clf):
 
 
 @pytest.mark.parametrize("scoring", ["full_label", "first_token"])
-@pytest.mark.parametrize("calibrate", [False, True])
+@pytest.mark.parametrize("calibrate", [False, True, "domain"])
 def test_similar_equals_the_plain_loop_with_each_texts_examples(make_clf, scoring, calibrate):
     clf = make_clf(
         example_selection="similar", embedding=char_counts, scoring=scoring, calibrate=calibrate,
