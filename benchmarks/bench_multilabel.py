@@ -47,7 +47,10 @@ def main(argv=None) -> None:
     messages = load_customer_messages()
     X, Y = messages["text"].to_numpy(dtype=object), messages.drop(columns="text")
     configs = {
-        "prompt": lambda s: FewShotLLMClassifier(n_examples_per_class=2, random_state=s),
+        "prompt (calibrate='domain', the default)": lambda s: FewShotLLMClassifier(n_examples_per_class=2,
+                                                                                   random_state=s),
+        "prompt, calibrate=True": lambda s: FewShotLLMClassifier(n_examples_per_class=2, calibrate=True,
+                                                                 random_state=s),
         "prompt, at_least_one": lambda s: FewShotLLMClassifier(n_examples_per_class=2, at_least_one=True,
                                                                random_state=s),
         "head, default layers, C=0.01": lambda s: FewShotLLMClassifier(
