@@ -68,6 +68,17 @@ def domain_queries(texts: Sequence[str], n_queries: int = N_DOMAIN_QUERIES, rand
 def mean_log_prior(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The geometric mean of two class-probability priors, renormalised.
 
+    Dividing by it divides by the square root of each prior.
+
+    Parameters
+    ----------
+    a, b : ndarray of shape (n_classes,)
+        Class probabilities (e.g. of the content-free queries and of the bags of words).
+
+    Returns
+    -------
+    ndarray of shape (n_classes,)
+
     Examples
     --------
     >>> import numpy as np
