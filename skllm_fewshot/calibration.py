@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-__all__ = ["CALIBRATIONS", "N_DOMAIN_QUERIES", "domain_queries", "mean_log_prior"]
+__all__ = ["N_DOMAIN_QUERIES", "domain_queries", "mean_log_prior"]
 
-CALIBRATIONS = (True, False, "batch", "domain")
+# Enough bags that their mean prior varies little between draws, few enough to cost
+# nothing next to a fit.
 N_DOMAIN_QUERIES = 20
 
 
