@@ -17,11 +17,10 @@ every configuration is fitted on the same k rows and scored on the same test row
 - ``union``: the head's features (standardised, weighted 0.5/sqrt(d)) beside TF-IDF char, + LR;
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
-- ``pick``: what ``GridSearchCV`` picks among prompt_tfidf, the head, union, prompt and
-  prompt_batch on the k rows alone: the best cross-validated accuracy, ties broken by
-  log-loss (stratified ``min(3, k)`` folds, repeated ``ceil(8 / k)`` times); with one row
-  per class nothing can be cross-validated and the pick is the first candidate,
-  prompt_tfidf.
+- ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds, repeated
+  ``ceil(8 / k)`` times) picks among the head, prompt_tfidf, union, prompt and
+  prompt_batch on the k rows alone; with one row per class nothing can be
+  cross-validated and the pick is prompt_tfidf.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
 
@@ -94,16 +93,6 @@ def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(y == c))[:k_max] for c in np.unique(y)]
 
 
-def best_accuracy_then_log_loss(cv_results: dict) -> int:
-    """``GridSearchCV``'s ``refit``: the best mean accuracy, ties broken by log-loss.
-
-    Accuracy first, because a smoother model can win on log-loss and lose on accuracy
-    (on MAS the head's probabilities beat the union's while its accuracy is 10 points
-    lower); log-loss breaks the ties that a few held-out rows per class make common.
-    """
-    return int(np.lexsort((cv_results["mean_test_neg_log_loss"], cv_results["mean_test_accuracy"]))[-1])
-
-
 def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
     from sklearn.base import clone
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -158,8 +147,7 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
         # The head first: it fills the feature cache that the other candidates read.
         candidates = [head, configs["prompt_tfidf"], union, llm(), llm(calibrate="batch")]
         configs["pick"] = GridSearchCV(
-            Pipeline([("model", llm())]), {"model": candidates}, scoring=["accuracy", "neg_log_loss"],
-            refit=best_accuracy_then_log_loss, cv=cv, error_score="raise",
+            Pipeline([("model", llm())]), {"model": candidates}, scoring="neg_log_loss", cv=cv, error_score="raise",
         )
     else:
         configs["pick"] = clone(configs["prompt_tfidf"])
