@@ -8,7 +8,7 @@ pandas Series) and is a scikit-learn classifier in every other way: it goes at t
 end of a :class:`~sklearn.pipeline.Pipeline` and into ensembles. This example puts
 it after a text-cleaning step, then stacks it with a classic TF-IDF + logistic
 regression model, which learns from all the training tweets where the prompt holds
-only a few.
+only a few, and multiplies the two models' probabilities.
 """
 
 # %%
@@ -122,7 +122,22 @@ print(f"classes inside the stack: {stacked_llm.classes_}, label words: {stacked_
 stack
 
 # %%
-# Test accuracy of the three.
+# Multiplying the two
+# -------------------
+#
+# :class:`~skllm_fewshot.ensemble.ProductOfExperts` needs no cross-validation and no
+# label codes: it fits both models on the training tweets, with their own labels, and
+# multiplies their class probabilities. A model that knows nothing about a tweet
+# (probabilities close to uniform) leaves the other's ranking as it is. With one row
+# per class this is what ``benchmarks/bench_accuracy.py`` falls back to
+# (:doc:`/accuracy`).
+from skllm_fewshot.ensemble import ProductOfExperts
+
+product = ProductOfExperts([("llm", llm), ("tfidf", tfidf)]).fit(X_train, y_train)
+product
+
+# %%
+# Test accuracy of the four.
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -131,6 +146,7 @@ accuracy = pd.Series(
         "few-shot SmolLM2 (2 per class)": llm_accuracy,
         "TF-IDF + logistic regression": tfidf.score(X_test, y_test),
         "stacked": stack.score(X_test, y_test),
+        "product of the two": product.score(X_test, y_test),
     }
 )
 fig, ax = plt.subplots(figsize=(6, 2.5))
@@ -152,7 +168,7 @@ import numpy as np
 coef = np.abs(stack.final_estimator_.coef_)
 n_classes = len(stack.classes_)
 weights = pd.Series({"llm": coef[:, :n_classes].mean(), "tfidf": coef[:, n_classes:].mean()})
-best_single = accuracy.drop("stacked").max()
+best_single = accuracy.drop(["stacked", "product of the two"]).max()
 verdict = "beats" if accuracy["stacked"] > best_single else "does not beat"
 print(f"Here the stack {verdict} the better single model ({accuracy['stacked']:.3f} vs {best_single:.3f}).")
 weights.round(3)
