@@ -18,8 +18,8 @@ every configuration is fitted on the same k rows and scored on the same test row
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
 - ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds, repeated
-  ``ceil(8 / k)`` times) picks among the head, union, prompt and prompt_batch on the k
-  rows alone; with one row per class nothing can be cross-validated and the pick is
+  ``ceil(8 / k)`` times) picks among the head (C=0.01 or 0.1), union (C=10, 30 or 100),
+  prompt and prompt_batch on the k rows alone; with one row per class nothing can be cross-validated and the pick is
   prompt_tfidf.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
@@ -119,11 +119,15 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
 
     head = llm(head=make_pipeline(StandardScaler(), lr(0.01)))
     weight = 0.5 / np.sqrt(576)  # SmolLM2's hidden size: the model block weighs as much as a few n-grams
-    union = make_pipeline(
-        make_union(make_pipeline(LLMFeatures(llm()), StandardScaler(), FunctionTransformer(lambda z: z * weight)),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-        lr(10.0),
-    )
+
+    def union_of(c):
+        return make_pipeline(
+            make_union(make_pipeline(LLMFeatures(llm()), StandardScaler(), FunctionTransformer(lambda z: z * weight)),
+                       TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+            lr(c),
+        )
+
+    union = union_of(10.0)
     # The head first: its pass reads the hidden states and the label scores, which the
     # prompt, kNN Prompting and the union then take from the feature cache.
     configs = {
@@ -147,7 +151,9 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
         # The head first: it fills the feature cache that the other candidates read.
         # Not prompt_tfidf: its log-loss wins the CV on MAS at k = 2-8 while its accuracy is
         # 10-25 points below the union's (the prompt, near chance there, smooths the product).
-        candidates = [head, union, llm(), llm(calibrate="batch")]
+        # Each learned candidate with a weaker penalty too: the features are computed once.
+        candidates = [head, llm(head=make_pipeline(StandardScaler(), lr(0.1))), union, union_of(30.0),
+                      union_of(100.0), llm(), llm(calibrate="batch")]
         configs["pick"] = GridSearchCV(
             Pipeline([("model", llm())]), {"model": candidates}, scoring="neg_log_loss", cv=cv, error_score="raise",
         )
@@ -180,10 +186,12 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                 picked = ""
                 if hasattr(model, "best_params_"):
                     best = model.best_params_["model"]
-                    picked = {"Pipeline": "union", "ProductOfExperts": "prompt_tfidf"}.get(type(best).__name__)
-                    if picked is None:
-                        picked = ("head" if best.head is not None
-                                  else {"batch": "prompt_batch", True: "prompt_cf"}.get(best.calibrate, "prompt"))
+                    if type(best).__name__ == "Pipeline":
+                        picked = f"union(C={best[-1].C:g})"
+                    elif best.head is not None:
+                        picked = f"head(C={best.head[-1].C:g})"
+                    else:
+                        picked = {"batch": "prompt_batch", True: "prompt_cf"}.get(best.calibrate, "prompt")
                 records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
                                     log_loss=log_loss(yt, np.clip(proba, 1e-15, 1), labels=model_classes),
                                     fit_s_per_row=(fitted - start) / len(rows),
