@@ -19,8 +19,8 @@ every configuration is fitted on the same k rows and scored on the same test row
   probabilities multiplied);
 - ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds, repeated
   ``ceil(8 / k)`` times) picks among the head (C=0.01 or 0.1), union (C=10, 30 or 100),
-  prompt and prompt_batch on the k rows alone; with one row per class nothing can be cross-validated and the pick is
-  prompt_tfidf.
+  prompt and prompt_batch on the k rows alone; with one row per class nothing can be
+  cross-validated and the pick is prompt_tfidf.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
 
@@ -165,6 +165,7 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
 def run_task(task: str, args_dict: dict) -> list[dict]:
     import torch
     from sklearn.metrics import accuracy_score, log_loss
+    from sklearn.pipeline import Pipeline
 
     torch.set_num_threads(args_dict["threads"])
     args = argparse.Namespace(**args_dict)
@@ -186,7 +187,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                 picked = ""
                 if hasattr(model, "best_params_"):
                     best = model.best_params_["model"]
-                    if type(best).__name__ == "Pipeline":
+                    if isinstance(best, Pipeline):
                         picked = f"union(C={best[-1].C:g})"
                     elif best.head is not None:
                         picked = f"head(C={best.head[-1].C:g})"

@@ -88,7 +88,6 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # The input is whatever the experts take: the first one speaks for all.
         try:
             experts = [get_tags(estimator).input_tags for _, estimator in self.estimators]
         except (TypeError, ValueError, AttributeError):  # not valid yet: fit says why
@@ -239,5 +238,6 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+        # predict_log_proba first: it raises NotFittedError before classes_ is read.
+        log_proba = self.predict_log_proba(X)
+        return self.classes_[np.argmax(log_proba, axis=1)]
