@@ -12,8 +12,8 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import make_pipeline, make_union
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import FeatureUnion, make_pipeline, make_union
+from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVR
 
 from skllm_fewshot import FewShotLLMClassifier
@@ -181,6 +181,18 @@ def test_llm_features_in_a_union_with_tfidf(make):
     hidden = features.classifier_.engine_.loaded.model.config.hidden_size
     assert sum(n.startswith("pipeline__llmfeatures_hidden") for n in names) == hidden
     assert features.transform(SENTIMENT_X).shape == (len(SENTIMENT_X), features.n_features_out_)
+
+
+def test_llm_features_weighted_union_as_documented(make):
+    # LLMFeatures' docstring recipe: the model's block of unit length, weighted 0.5.
+    block = make_pipeline(LLMFeatures(make()), StandardScaler(), Normalizer())
+    union = FeatureUnion([("llm", block), ("tfidf", TfidfVectorizer())], transformer_weights={"llm": 0.5})
+    model = make_pipeline(union, LogisticRegression(C=100)).fit(X, Y)
+    hidden = block[0].n_features_out_
+    rows = union.transform(SENTIMENT_X).toarray()
+    np.testing.assert_allclose(np.linalg.norm(rows[:, :hidden], axis=1), 0.5, rtol=1e-6)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(restored.predict_proba(SENTIMENT_X), model.predict_proba(SENTIMENT_X))
 
 
 def test_llm_features_needs_labels(make):
