@@ -14,13 +14,14 @@ every configuration is fitted on the same k rows and scored on the same test row
   state of layers at 55/65/80% depth, read under the same prompt, fitted on all rows;
 - ``knn``: kNN Prompting on the label distributions;
 - ``tfidf_word``, ``tfidf_char``: TF-IDF (word 1-2 grams; char_wb 2-5 grams) + LR;
-- ``union``: the head's features (standardised, weighted 0.5/sqrt(d)) beside TF-IDF char, + LR;
+- ``union``: the head's features (standardised, of unit length, weighted 0.5) beside
+  TF-IDF char, + LR(C=10);
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
-- ``pick``: what ``GridSearchCV`` (neg log-loss, stratified ``min(3, k)`` folds, repeated
-  ``ceil(8 / k)`` times) picks among the head (C=0.01 or 0.1), union (C=10, 30 or 100),
-  prompt and prompt_batch on the k rows alone; with one row per class nothing can be
-  cross-validated and the pick is prompt_tfidf.
+- ``pick``: ``FewShotLLMClassifierCV``: what ``GridSearchCV`` (neg log-loss, stratified
+  ``min(3, k)`` folds, repeated ``ceil(8 / k)`` times) picks among the head (C=0.01 or
+  0.1), the union (C=10, 30 or 100), prompt and prompt_batch on the k rows alone; with
+  one row per class nothing can be cross-validated and the pick is prompt_tfidf.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
 
@@ -93,17 +94,13 @@ def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(y == c))[:k_max] for c in np.unique(y)]
 
 
-def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
-    from sklearn.base import clone
+def make_configs(task: str, draw: int, configs_run=CONFIGS):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
-    from sklearn.pipeline import Pipeline, make_pipeline, make_union
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.pipeline import make_pipeline
 
-    from skllm_fewshot import FewShotLLMClassifier
-    from skllm_fewshot.ensemble import ProductOfExperts
-    from skllm_fewshot.feature_extraction import LLMFeatures
+    from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
+    from skllm_fewshot.model_selection import default_candidates, default_fallback
 
     options = dict(TASKS[task])
     if task == "mas":
@@ -117,17 +114,9 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
     def lr(c):
         return LogisticRegression(C=c, max_iter=3000)
 
-    head = llm(head=make_pipeline(StandardScaler(), lr(0.01)))
-    weight = 0.5 / np.sqrt(576)  # SmolLM2's hidden size: the model block weighs as much as a few n-grams
-
-    def union_of(c):
-        return make_pipeline(
-            make_union(make_pipeline(LLMFeatures(llm()), StandardScaler(), FunctionTransformer(lambda z: z * weight)),
-                       TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-            lr(c),
-        )
-
-    union = union_of(10.0)
+    # The head and the union are FewShotLLMClassifierCV's candidates of the same names.
+    candidates = dict(default_candidates(llm()))
+    head, union = candidates["head_C0.01"], candidates["union_C10"]
     # The head first: its pass reads the hidden states and the label scores, which the
     # prompt, kNN Prompting and the union then take from the feature cache.
     configs = {
@@ -138,34 +127,18 @@ def make_configs(task: str, k: int, draw: int, configs_run=CONFIGS):
         "knn": llm(head="knn"),
         "seed": llm(scoring="first_token", calibrate=False),
         "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
-        "tfidf_char": make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-                                    lr(10.0)),
+        "tfidf_char": dict(default_fallback(llm()).estimators)["tfidf"],
         "union": union,
     }
-    configs["prompt_tfidf"] = ProductOfExperts([("prompt", llm()), ("tfidf", configs["tfidf_char"])])
-    if k >= 2:
-        # With a handful of rows per class one split decides on a few rows: repeat it, so
-        # that about 8 held-out rows per class vote (the features of each fold's prompt are
-        # computed once and shared by the candidates through the feature cache).
-        cv = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=max(1, -(-8 // k)), random_state=draw)
-        # The head first: it fills the feature cache that the other candidates read.
-        # Not prompt_tfidf: its log-loss wins the CV on MAS at k = 2-8 while its accuracy is
-        # 10-25 points below the union's (the prompt, near chance there, smooths the product).
-        # Each learned candidate with a weaker penalty too: the features are computed once.
-        candidates = [head, llm(head=make_pipeline(StandardScaler(), lr(0.1))), union, union_of(30.0),
-                      union_of(100.0), llm(), llm(calibrate="batch")]
-        configs["pick"] = GridSearchCV(
-            Pipeline([("model", llm())]), {"model": candidates}, scoring="neg_log_loss", cv=cv, error_score="raise",
-        )
-    else:
-        configs["pick"] = clone(configs["prompt_tfidf"])
+    # The same product as the pick's fallback with one row per class.
+    configs["prompt_tfidf"] = default_fallback(llm())
+    configs["pick"] = FewShotLLMClassifierCV(llm(), random_state=draw)
     return {name: model for name, model in configs.items() if name in configs_run}
 
 
 def run_task(task: str, args_dict: dict) -> list[dict]:
     import torch
     from sklearn.metrics import accuracy_score, log_loss
-    from sklearn.pipeline import Pipeline
 
     torch.set_num_threads(args_dict["threads"])
     args = argparse.Namespace(**args_dict)
@@ -176,7 +149,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
         order = draw_rows(y, draw, max(args.ks))
         for k in args.ks:
             rows = np.concatenate([o[:k] for o in order])
-            for name, model in make_configs(task, k, draw, args.configs).items():
+            for name, model in make_configs(task, draw, args.configs).items():
                 start = time.perf_counter()
                 model.fit(X[rows], y[rows])
                 fitted = time.perf_counter()
@@ -184,15 +157,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                 done = time.perf_counter()
                 model_classes = getattr(model, "classes_", classes)
                 pred = np.asarray(model_classes)[proba.argmax(1)]
-                picked = ""
-                if hasattr(model, "best_params_"):
-                    best = model.best_params_["model"]
-                    if isinstance(best, Pipeline):
-                        picked = f"union(C={best[-1].C:g})"
-                    elif best.head is not None:
-                        picked = f"head(C={best.head[-1].C:g})"
-                    else:
-                        picked = {"batch": "prompt_batch", True: "prompt_cf"}.get(best.calibrate, "prompt")
+                picked = getattr(model, "best_name_", "")
                 records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
                                     log_loss=log_loss(yt, np.clip(proba, 1e-15, 1), labels=model_classes),
                                     fit_s_per_row=(fitted - start) / len(rows),

@@ -472,3 +472,43 @@ def check_label_texts(est: Any, classes: np.ndarray) -> tuple[list[str], list[st
     """A classifier's label words and descriptions, in class order, checked."""
     warn_numeric_classes(classes, est.label_words)
     return check_label_words(est.label_words, classes), check_label_descriptions(est.label_descriptions, classes)
+
+
+def check_named_estimators(pairs: Any, param: str, reserved: tuple[str, ...] = ()) -> list[str]:
+    """The names of a meta-estimator's ``[(name, estimator), ...]`` parameter, each with ``predict_proba``.
+
+    ``param`` is the parameter's name in messages; ``reserved`` are names an estimator
+    may not take (the meta-estimator's own parameters, for nested ``set_params``).
+    """
+    what = param[:-1].capitalize()  # "estimators" -> "Estimator"
+    if not isinstance(pairs, (list, tuple)) or not pairs:
+        raise ValueError(f"{param} must be a non-empty list of (name, estimator) pairs.")
+    names = []
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ValueError(f"{param} must be (name, estimator) pairs; got {pair!r}.")
+        name, estimator = pair
+        if "__" in name or name in reserved:
+            raise ValueError(f"{what} name {name!r} is not valid: no '__', and not a parameter's name.")
+        if not hasattr(estimator, "predict_proba"):
+            raise TypeError(f"{what} {name!r} ({type(estimator).__name__}) has no predict_proba.")
+        names.append(name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} names must be unique; got {names}.")
+    return names
+
+
+def shared_input_tags(tags: Any, estimators: Any) -> Any:
+    """``tags`` taking the input that every estimator takes: the first one's, sparse or
+    NaN only if all take them. Unchanged while ``estimators`` is not valid (fit says why)."""
+    from sklearn.utils import get_tags
+
+    try:
+        inputs = [get_tags(estimator).input_tags for estimator in estimators]
+    except (TypeError, ValueError, AttributeError):
+        return tags
+    if inputs:
+        tags.input_tags = inputs[0]
+        tags.input_tags.sparse = all(t.sparse for t in inputs)
+        tags.input_tags.allow_nan = all(t.allow_nan for t in inputs)
+    return tags

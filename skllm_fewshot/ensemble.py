@@ -19,9 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils import Bunch, get_tags
+from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._validation import check_named_estimators, shared_input_tags
 
 __all__ = ["ProductOfExperts"]
 
@@ -87,17 +89,11 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
         self.weights = weights
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
         try:
-            experts = [get_tags(estimator).input_tags for _, estimator in self.estimators]
-        except (TypeError, ValueError, AttributeError):  # not valid yet: fit says why
-            return tags
-        if experts:
-            # The input is what the first expert takes, sparse or NaN only if every one takes it.
-            tags.input_tags = experts[0]
-            tags.input_tags.sparse = all(t.sparse for t in experts)
-            tags.input_tags.allow_nan = all(t.allow_nan for t in experts)
-        return tags
+            experts = [estimator for _, estimator in self.estimators]
+        except (TypeError, ValueError):  # not (name, estimator) pairs: fit says why
+            experts = []
+        return shared_input_tags(super().__sklearn_tags__(), experts)
 
     def _names(self) -> list[str]:
         try:
@@ -135,20 +131,7 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_experts(self) -> np.ndarray:
-        if not isinstance(self.estimators, (list, tuple)) or not self.estimators:
-            raise ValueError("estimators must be a non-empty list of (name, estimator) pairs.")
-        names = []
-        for pair in self.estimators:
-            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
-                raise ValueError(f"estimators must be (name, estimator) pairs; got {pair!r}.")
-            name, estimator = pair
-            if "__" in name or name in ("estimators", "weights"):
-                raise ValueError(f"Estimator name {name!r} is not valid: no '__', and not a parameter's name.")
-            if not hasattr(estimator, "predict_proba"):
-                raise TypeError(f"Estimator {name!r} ({type(estimator).__name__}) has no predict_proba.")
-            names.append(name)
-        if len(set(names)) != len(names):
-            raise ValueError(f"Estimator names must be unique; got {names}.")
+        names = check_named_estimators(self.estimators, "estimators", reserved=("estimators", "weights"))
         if self.weights is None:
             return np.ones(len(names))
         weights = np.asarray(self.weights, dtype=float)

@@ -1,0 +1,312 @@
+"""The few-shot classifier that picks, on the labelled rows, how to use them.
+
+With one row per class only the prompt can use them; with a few the prompt or a head
+may win; with dozens a head on the model's features, or its union with character
+n-grams where the texts name things (brands, products), is far ahead.
+:class:`FewShotLLMClassifierCV` cross-validates these candidates on the rows it is
+given and refits the best, as ``LogisticRegressionCV`` picks its ``C``
+(``docs/accuracy.md`` measures it against TF-IDF for k = 1 to 32 rows per class).
+Every candidate reads the same prompt's features, so a row is run through the model
+once per fold's prompt, not once per candidate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
+from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._validation import check_named_estimators, shared_input_tags
+from .classifier import FewShotLLMClassifier
+from .ensemble import ProductOfExperts
+from .feature_extraction import LLMFeatures
+
+__all__ = ["FewShotLLMClassifierCV", "default_candidates", "default_fallback"]
+
+
+def _logistic(C: float) -> LogisticRegression:
+    return LogisticRegression(C=C, max_iter=3000)
+
+
+def _char_ngrams() -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+
+
+def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]]:
+    """The candidates :class:`FewShotLLMClassifierCV` cross-validates by default.
+
+    - ``head_C0.01``, ``head_C0.1``: ``classifier`` with a ``StandardScaler`` +
+      ``LogisticRegression`` head on the model's features of every row;
+    - ``union_C10``, ``union_C30``, ``union_C100``: the same features, standardised,
+      scaled to unit length and weighted 0.5, beside TF-IDF of character 2-5-grams
+      (also of unit length), + ``LogisticRegression``;
+    - ``prompt``: ``classifier`` without a head (its own calibration);
+    - ``prompt_batch``: the same with ``calibrate="batch"``.
+
+    The heads come first: their pass reads the features the others then take from
+    the engine's cache.
+
+    Parameters
+    ----------
+    classifier : FewShotLLMClassifier
+        The model, the prompt and its options; each candidate holds a clone.
+
+    Returns
+    -------
+    list of (str, estimator)
+
+    Examples
+    --------
+    >>> from skllm_fewshot import FewShotLLMClassifier
+    >>> from skllm_fewshot.model_selection import default_candidates
+    >>> [name for name, _ in default_candidates(FewShotLLMClassifier())]
+    ['head_C0.01', 'head_C0.1', 'union_C10', 'union_C30', 'union_C100', 'prompt', 'prompt_batch']
+    """
+    prompt = clone(classifier).set_params(head=None)
+
+    def head(C: float) -> FewShotLLMClassifier:
+        return clone(prompt).set_params(head=make_pipeline(StandardScaler(), _logistic(C)))
+
+    def union(C: float) -> Pipeline:
+        # Of unit length like a TF-IDF row and weighted 0.5, the model's block weighs the
+        # same against the n-grams whatever the hidden size.
+        model_block = make_pipeline(LLMFeatures(clone(prompt)), StandardScaler(), Normalizer())
+        features = FeatureUnion([("llm", model_block), ("tfidf", _char_ngrams())], transformer_weights={"llm": 0.5})
+        return make_pipeline(features, _logistic(C))
+
+    return [
+        ("head_C0.01", head(0.01)),
+        ("head_C0.1", head(0.1)),
+        ("union_C10", union(10.0)),
+        ("union_C30", union(30.0)),
+        ("union_C100", union(100.0)),
+        ("prompt", clone(prompt)),
+        ("prompt_batch", clone(prompt).set_params(calibrate="batch")),
+    ]
+
+
+def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
+    """What :class:`FewShotLLMClassifierCV` fits when a class has a single row.
+
+    The prompt's probabilities multiplied by those of TF-IDF character n-grams +
+    ``LogisticRegression(C=10)`` (:class:`~skllm_fewshot.ensemble.ProductOfExperts`):
+    nothing can be cross-validated, and the product needs no tuning (n-grams seen in
+    no training row leave the prompt's ranking as it is).
+
+    Parameters
+    ----------
+    classifier : FewShotLLMClassifier
+
+    Returns
+    -------
+    ProductOfExperts
+
+    Examples
+    --------
+    >>> from skllm_fewshot import FewShotLLMClassifier
+    >>> from skllm_fewshot.model_selection import default_fallback
+    >>> [name for name, _ in default_fallback(FewShotLLMClassifier()).estimators]
+    ['prompt', 'tfidf']
+    """
+    prompt = clone(classifier).set_params(head=None)
+    return ProductOfExperts([("prompt", prompt), ("tfidf", make_pipeline(_char_ngrams(), _logistic(10.0)))])
+
+
+class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """The prompt, a head or a union with TF-IDF: whichever cross-validates best.
+
+    ``fit`` cross-validates each candidate on the labelled rows (``GridSearchCV``
+    over the candidates) and refits the best on all of them. With a single row in
+    some class nothing can be cross-validated, and ``fallback`` is fitted instead.
+
+    Parameters
+    ----------
+    classifier : FewShotLLMClassifier, default=None
+        The model, the prompt and its options, from which the default candidates
+        are made; ``None`` is ``FewShotLLMClassifier()``.
+    candidates : list of (str, estimator), default=None
+        Named classifiers taking texts; ``None`` is :func:`default_candidates`.
+    scoring : str or callable, default="neg_log_loss"
+        What the cross-validation ranks by (a scikit-learn scorer). The log-loss
+        tells a head that is right by luck from one that is sure for good reason
+        better than accuracy does on a few held-out rows.
+    cv : int, cross-validation generator or None, default=None
+        ``None``: stratified ``min(3, k)`` folds (k: the rows of the smallest class),
+        repeated ``ceil(8 / k)`` times, so that about 8 held-out rows per class vote.
+    fallback : estimator or None, default=None
+        Fitted when a class has a single row; ``None`` is :func:`default_fallback`.
+    random_state : int, RandomState instance or None, default=None
+        Shuffles the default folds.
+    n_jobs : int, default=None
+        Candidates and folds run in parallel (``GridSearchCV``'s ``n_jobs``).
+
+    Attributes
+    ----------
+    best_estimator_ : estimator
+        The winner, refitted on every row (the fallback with one row per class).
+    best_name_ : str
+        Its name (``"fallback"`` for the fallback).
+    best_score_ : float or None
+        Its mean cross-validated score; ``None`` for the fallback.
+    cv_results_ : dict or None
+        ``GridSearchCV``'s results, one row per candidate in order; ``None`` for the
+        fallback.
+    classes_ : ndarray of shape (n_classes,)
+
+    See Also
+    --------
+    FewShotLLMClassifier : One configuration, without a search.
+    sklearn.model_selection.GridSearchCV : What the search runs.
+
+    Examples
+    --------
+    >>> from skllm_fewshot import FewShotLLMClassifier
+    >>> from skllm_fewshot.model_selection import FewShotLLMClassifierCV
+    >>> clf = FewShotLLMClassifierCV(FewShotLLMClassifier(instruction="Sentiment: {labels}."), random_state=0)
+    >>> clf.fit(X_train, y_train).best_name_  # doctest: +SKIP
+    'head_C0.1'
+    >>> clf.predict_proba(X_test)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        classifier: FewShotLLMClassifier | None = None,
+        *,
+        candidates: Sequence[tuple[str, Any]] | None = None,
+        scoring: Any = "neg_log_loss",
+        cv: Any = None,
+        fallback: Any = None,
+        random_state: Any = None,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.candidates = candidates
+        self.scoring = scoring
+        self.cv = cv
+        self.fallback = fallback
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The input is what the candidates take: texts for the default ones.
+        if self.candidates is None:
+            return shared_input_tags(tags, [FewShotLLMClassifier() if self.classifier is None else self.classifier])
+        try:
+            return shared_input_tags(tags, [estimator for _, estimator in self.candidates])
+        except (TypeError, ValueError):  # not (name, estimator) pairs: fit says why
+            return tags
+
+    def _candidates(self) -> list[tuple[str, Any]]:
+        base = FewShotLLMClassifier() if self.classifier is None else self.classifier
+        if self.candidates is None:
+            if not isinstance(base, FewShotLLMClassifier):
+                raise TypeError(
+                    f"classifier must be a FewShotLLMClassifier (the default candidates are made from it); got "
+                    f"{type(base).__name__}. Pass candidates= to search other estimators."
+                )
+            return default_candidates(base)
+        check_named_estimators(self.candidates, "candidates")
+        return list(self.candidates)
+
+    def _fallback(self) -> Any:
+        if self.fallback is not None:
+            return clone(self.fallback)
+        base = FewShotLLMClassifier() if self.classifier is None else self.classifier
+        if not isinstance(base, FewShotLLMClassifier):
+            raise TypeError(
+                f"With one row in a class the default fallback needs a FewShotLLMClassifier; got "
+                f"{type(base).__name__}. Pass fallback=."
+            )
+        return default_fallback(base)
+
+    def fit(self, X: Any, y: Any) -> FewShotLLMClassifierCV:
+        """Cross-validate the candidates on the labelled texts and refit the best.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : FewShotLLMClassifierCV
+        """
+        candidates = self._candidates()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        if type_of_target(y) in ("multilabel-indicator", "multiclass-multioutput"):
+            raise ValueError(
+                f"{type(self).__name__} is for single-label targets; for multi-label use FewShotLLMClassifier."
+            )
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        self.classes_, counts = np.unique(y, return_counts=True)
+        if len(self.classes_) < 2:
+            got = f"1 class: {self.classes_[0]!r}" if len(self.classes_) else "0 samples"
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes; got {got}.")
+        k = int(counts.min())
+        if k < 2:
+            self.best_name_, self.best_score_, self.cv_results_ = "fallback", None, None
+            self.best_estimator_ = self._fallback().fit(X, y)
+            return self._input_attributes()
+        cv = self.cv
+        if cv is None:
+            cv = RepeatedStratifiedKFold(
+                n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=self.random_state
+            )
+        # One pipeline step swapped between candidates: GridSearchCV's grid over estimators.
+        search = GridSearchCV(
+            Pipeline([("model", candidates[0][1])]), {"model": [estimator for _, estimator in candidates]},
+            scoring=self.scoring, cv=cv, n_jobs=self.n_jobs, error_score="raise",
+        )  # fmt: skip
+        search.fit(X, y)
+        self.best_name_ = candidates[search.best_index_][0]
+        self.best_score_ = float(search.best_score_)
+        self.cv_results_ = search.cv_results_
+        self.best_estimator_ = search.best_estimator_[-1]
+        return self._input_attributes()
+
+    def _input_attributes(self) -> FewShotLLMClassifierCV:
+        for name in ("n_features_in_", "feature_names_in_"):
+            if hasattr(self.best_estimator_, name):
+                setattr(self, name, getattr(self.best_estimator_, name))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of the best candidate.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each text.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
