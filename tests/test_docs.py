@@ -103,15 +103,15 @@ def test_every_example_is_a_gallery_script():
 def test_api_reference_lists_every_public_name():
     import skllm_fewshot
     from skllm_fewshot import (
-        calibration, datasets, engine, ensemble, families, feature_extraction, heads, loading, multilabel,
-        reference,
+        calibration, datasets, engine, ensemble, families, feature_extraction, heads, loading, model_selection,
+        multilabel, reference,
     )
 
     modules = {
         "": skllm_fewshot, "calibration.": calibration, "datasets.": datasets, "engine.": engine, "ensemble.": ensemble,
         "families.": families,
         "feature_extraction.": feature_extraction, "heads.": heads, "loading.": loading,
-        "multilabel.": multilabel, "reference.": reference,
+        "model_selection.": model_selection, "multilabel.": multilabel, "reference.": reference,
     }  # fmt: skip
     if importlib.util.find_spec("dask") is not None:
         from skllm_fewshot import dask
