@@ -512,3 +512,11 @@ def shared_input_tags(tags: Any, estimators: Any) -> Any:
         tags.input_tags.sparse = all(t.sparse for t in inputs)
         tags.input_tags.allow_nan = all(t.allow_nan for t in inputs)
     return tags
+
+
+def copy_input_attributes(meta: Any, fitted: Any) -> Any:
+    """``n_features_in_`` and ``feature_names_in_`` of a fitted inner estimator, on ``meta``."""
+    for name in ("n_features_in_", "feature_names_in_"):
+        if hasattr(fitted, name):
+            setattr(meta, name, getattr(fitted, name))
+    return meta

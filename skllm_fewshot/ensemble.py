@@ -23,7 +23,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._validation import check_named_estimators, shared_input_tags
+from ._validation import check_named_estimators, copy_input_attributes, shared_input_tags
 
 __all__ = ["ProductOfExperts"]
 
@@ -169,11 +169,7 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
                     f"Estimator {name!r} has classes {list(fitted.classes_)}, the first has {list(self.classes_)}."
                 )
         self.named_estimators_ = Bunch(**{name: fitted for (name, _), fitted in zip(self.estimators, self.estimators_)})
-        if hasattr(self.estimators_[0], "n_features_in_"):
-            self.n_features_in_ = self.estimators_[0].n_features_in_
-        if hasattr(self.estimators_[0], "feature_names_in_"):
-            self.feature_names_in_ = self.estimators_[0].feature_names_in_
-        return self
+        return copy_input_attributes(self, self.estimators_[0])
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """Normalised weighted sum of the experts' log-probabilities.

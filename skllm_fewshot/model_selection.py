@@ -25,7 +25,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._validation import check_named_estimators, shared_input_tags
+from ._validation import check_named_estimators, copy_input_attributes, shared_input_tags
 from .classifier import FewShotLLMClassifier
 from .ensemble import ProductOfExperts
 from .feature_extraction import LLMFeatures
@@ -147,7 +147,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     random_state : int, RandomState instance or None, default=None
         Shuffles the default folds.
     n_jobs : int, default=None
-        Candidates and folds run in parallel (``GridSearchCV``'s ``n_jobs``).
+        Candidates and folds run in parallel (``GridSearchCV``'s ``n_jobs``). The
+        feature cache is per process: in one process the candidates share each
+        fold's pass over the rows, in several each process makes its own.
 
     Attributes
     ----------
@@ -258,7 +260,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         if k < 2:
             self.best_name_, self.best_score_, self.cv_results_ = "fallback", None, None
             self.best_estimator_ = self._fallback().fit(X, y)
-            return self._input_attributes()
+            return copy_input_attributes(self, self.best_estimator_)
         cv = self.cv
         if cv is None:
             cv = RepeatedStratifiedKFold(
@@ -274,13 +276,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         self.best_score_ = float(search.best_score_)
         self.cv_results_ = search.cv_results_
         self.best_estimator_ = search.best_estimator_[-1]
-        return self._input_attributes()
-
-    def _input_attributes(self) -> FewShotLLMClassifierCV:
-        for name in ("n_features_in_", "feature_names_in_"):
-            if hasattr(self.best_estimator_, name):
-                setattr(self, name, getattr(self.best_estimator_, name))
-        return self
+        return copy_input_attributes(self, self.best_estimator_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the best candidate.
