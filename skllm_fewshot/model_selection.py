@@ -58,7 +58,8 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     Parameters
     ----------
     classifier : FewShotLLMClassifier
-        The model, the prompt and its options; each candidate holds a clone.
+        The model, the prompt and its options (``example_selection="stratified"``);
+        each candidate holds a clone.
 
     Returns
     -------
@@ -71,6 +72,11 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     >>> [name for name, _ in default_candidates(FewShotLLMClassifier())]
     ['head_C0.01', 'head_C0.1', 'union_C10', 'union_C30', 'union_C100', 'prompt', 'prompt_batch']
     """
+    if classifier.example_selection != "stratified":
+        raise ValueError(
+            "The default candidates read every row under one prompt (heads, unions, batch calibration); "
+            f"use example_selection='stratified', or pass candidates=. Got {classifier.example_selection!r}."
+        )
     prompt = clone(classifier).set_params(head=None)
 
     def head(C: float) -> FewShotLLMClassifier:

@@ -98,6 +98,7 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
         (dict(candidates=[LogisticRegression()]), Y, ValueError, "\\(name, estimator\\) pairs"),
         (dict(candidates=[("a", LogisticRegression()), ("a", GaussianNB())]), Y, ValueError, "names must be unique"),
         (dict(classifier=LogisticRegression()), Y, TypeError, "must be a FewShotLLMClassifier"),
+        (dict(classifier=FewShotLLMClassifier(example_selection="similar")), Y, ValueError, "'stratified'"),
         (dict(), None, ValueError, "requires y"),
         (dict(), np.array([[0, 1]] * len(X)), ValueError, "single-label"),
         (dict(), np.array(["a"] * len(X)), ValueError, "at least 2 classes"),
