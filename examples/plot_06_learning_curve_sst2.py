@@ -94,8 +94,10 @@ for k in ks:
 # The prompt's accuracy barely grows with k: it only ever shows one example per
 # class, and the other rows only lend their words to its calibration
 # (``calibrate="domain"``). The head's grows with every row; TF-IDF needs many more rows to learn what
-# the model already knows about sentiment. ``FewShotLLMClassifierCV`` follows the
-# better of the others without being told which (its picks are printed above).
+# the model already knows about sentiment. ``FewShotLLMClassifierCV`` is at or near
+# the better of the prompt and the head at each k without being told which (its picks
+# are printed above); with a handful of rows its cross-validation is noisy, so it can
+# also miss by a few points.
 # ``docs/accuracy.md`` has the same curve over three tasks, k up to 32 and several
 # draws.
 import matplotlib.pyplot as plt
