@@ -186,9 +186,9 @@ def render(records: list[dict], meta: dict) -> str:
                 for k in ks
             ]
             lines.append(f"| {config} | " + " | ".join(cells) + " |")
-        # An empty pick: one row per class, no cross-validation, the fallback.
         picks = part[part.config == "pick"].groupby("k")["picked"].apply(lambda s: ", ".join(p or "-" for p in s))
-        lines += ["", "GridSearchCV's picks by k: " + "; ".join(f"k={k}: {p}" for k, p in picks.items()), ""]
+        lines += ["", "FewShotLLMClassifierCV's picks by k (fallback: one row per class): "
+                  + "; ".join(f"k={k}: {p}" for k, p in picks.items()), ""]
     speed = df[df.config == "head"].agg({"fit_s_per_row": "median", "predict_s_per_row": "median"})
     lines += [f"Head path speed (median over tasks, draws and k): fit {speed['fit_s_per_row']:.3f} s per "
               f"training row, predict {speed['predict_s_per_row']:.3f} s per predicted row.", ""]
