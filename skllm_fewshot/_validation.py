@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from sklearn.utils import get_tags
 
 from .prompt import RESERVED_CODE_POINTS
 
@@ -18,10 +19,13 @@ __all__ = [
     "check_label_texts",
     "check_label_words",
     "check_fit_targets",
+    "check_named_estimators",
     "check_param_text",
     "check_params",
     "check_targets",
     "check_texts",
+    "copy_input_attributes",
+    "shared_input_tags",
     "warn_numeric_classes",
     "warn_truncated",
 ]
@@ -501,8 +505,6 @@ def check_named_estimators(pairs: Any, param: str, reserved: tuple[str, ...] = (
 def shared_input_tags(tags: Any, estimators: Any) -> Any:
     """``tags`` taking the input that every estimator takes: the first one's, sparse or
     NaN only if all take them. Unchanged while ``estimators`` is not valid (fit says why)."""
-    from sklearn.utils import get_tags
-
     try:
         inputs = [get_tags(estimator).input_tags for estimator in estimators]
     except (TypeError, ValueError, AttributeError):
