@@ -117,6 +117,8 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
     # The head and the union are FewShotLLMClassifierCV's candidates of the same names.
     candidates = dict(default_candidates(llm()))
     head, union = candidates["head_C0.01"], candidates["union_C10"]
+    # The same product as the pick's fallback with one row per class.
+    prompt_tfidf = default_fallback(llm())
     # The head first: its pass reads the hidden states and the label scores, which the
     # prompt, kNN Prompting and the union then take from the feature cache.
     configs = {
@@ -127,11 +129,10 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
         "knn": llm(head="knn"),
         "seed": llm(scoring="first_token", calibrate=False),
         "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
-        "tfidf_char": dict(default_fallback(llm()).estimators)["tfidf"],
+        "tfidf_char": dict(prompt_tfidf.estimators)["tfidf"],
         "union": union,
+        "prompt_tfidf": prompt_tfidf,
     }
-    # The same product as the pick's fallback with one row per class.
-    configs["prompt_tfidf"] = default_fallback(llm())
     configs["pick"] = FewShotLLMClassifierCV(llm(), random_state=draw)
     return {name: model for name, model in configs.items() if name in configs_run}
 

@@ -208,34 +208,35 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         tags = super().__sklearn_tags__()
         # The input is what the candidates take: texts for the default ones.
         if self.candidates is None:
-            return shared_input_tags(tags, [FewShotLLMClassifier() if self.classifier is None else self.classifier])
+            return shared_input_tags(tags, [self._classifier()])
         try:
             return shared_input_tags(tags, [estimator for _, estimator in self.candidates])
         except (TypeError, ValueError):  # not (name, estimator) pairs: fit says why
             return tags
 
+    def _classifier(self) -> Any:
+        return FewShotLLMClassifier() if self.classifier is None else self.classifier
+
+    def _default_source(self, made: str, instead: str) -> FewShotLLMClassifier:
+        """The classifier that the defaults are made from, checked (``made``: what, with its verb)."""
+        base = self._classifier()
+        if not isinstance(base, FewShotLLMClassifier):
+            raise TypeError(
+                f"classifier must be a FewShotLLMClassifier (the default {made} made from it); got "
+                f"{type(base).__name__}. Pass {instead}= to use other estimators."
+            )
+        return base
+
     def _candidates(self) -> list[tuple[str, Any]]:
-        base = FewShotLLMClassifier() if self.classifier is None else self.classifier
         if self.candidates is None:
-            if not isinstance(base, FewShotLLMClassifier):
-                raise TypeError(
-                    f"classifier must be a FewShotLLMClassifier (the default candidates are made from it); got "
-                    f"{type(base).__name__}. Pass candidates= to search other estimators."
-                )
-            return default_candidates(base)
+            return default_candidates(self._default_source("candidates are", "candidates"))
         check_named_estimators(self.candidates, "candidates")
         return list(self.candidates)
 
     def _fallback(self) -> Any:
         if self.fallback is not None:
             return clone(self.fallback)
-        base = FewShotLLMClassifier() if self.classifier is None else self.classifier
-        if not isinstance(base, FewShotLLMClassifier):
-            raise TypeError(
-                f"With one row in a class the default fallback needs a FewShotLLMClassifier; got "
-                f"{type(base).__name__}. Pass fallback=."
-            )
-        return default_fallback(base)
+        return default_fallback(self._default_source("fallback for one row in a class is", "fallback"))
 
     def fit(self, X: Any, y: Any) -> FewShotLLMClassifierCV:
         """Cross-validate the candidates on the labelled texts and refit the best.
