@@ -15,12 +15,12 @@ every configuration is fitted on the same k rows and scored on the same test row
 - ``knn``: kNN Prompting on the label distributions;
 - ``tfidf_word``, ``tfidf_char``: TF-IDF (word 1-2 grams; char_wb 2-5 grams) + LR;
 - ``union``: the head's features (standardised, of unit length, weighted 0.5) beside
-  TF-IDF char, + LR(C=10);
+  TF-IDF char, + LR(C=100);
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
 - ``pick``: ``FewShotLLMClassifierCV``: what ``GridSearchCV`` (neg log-loss, stratified
   ``min(3, k)`` folds, repeated ``ceil(8 / k)`` times) picks among the head (C=0.01 or
-  0.1), the union (C=10, 30 or 100), prompt and prompt_batch on the k rows alone; with
+  0.1), the union (C=30, 100, 300 or 1000), prompt and prompt_batch on the k rows alone; with
   one row per class nothing can be cross-validated and the pick is prompt_tfidf.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
@@ -116,7 +116,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
 
     # The head and the union are FewShotLLMClassifierCV's candidates of the same names.
     candidates = dict(default_candidates(llm()))
-    head, union = candidates["head_C0.01"], candidates["union_C10"]
+    head, union = candidates["head_C0.01"], candidates["union_C100"]
     # The same product as the pick's fallback with one row per class.
     prompt_tfidf = default_fallback(llm())
     # The head first: its pass reads the hidden states and the label scores, which the

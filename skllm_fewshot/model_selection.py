@@ -46,9 +46,10 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
 
     - ``head_C0.01``, ``head_C0.1``: ``classifier`` with a ``StandardScaler`` +
       ``LogisticRegression`` head on the model's features of every row;
-    - ``union_C10``, ``union_C30``, ``union_C100``: the same features, standardised,
-      scaled to unit length and weighted 0.5, beside TF-IDF of character 2-5-grams
-      (also of unit length), + ``LogisticRegression``;
+    - ``union_C30``, ``union_C100``, ``union_C300``, ``union_C1000``: the same
+      features, standardised, scaled to unit length and weighted 0.5, beside TF-IDF of
+      character 2-5-grams (also of unit length), + ``LogisticRegression``. Rows this
+      short need a large ``C`` before the regression dares to be sure;
     - ``prompt``: ``classifier`` without a head (its own calibration);
     - ``prompt_batch``: the same with ``calibrate="batch"``.
 
@@ -69,8 +70,11 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     --------
     >>> from skllm_fewshot import FewShotLLMClassifier
     >>> from skllm_fewshot.model_selection import default_candidates
-    >>> [name for name, _ in default_candidates(FewShotLLMClassifier())]
-    ['head_C0.01', 'head_C0.1', 'union_C10', 'union_C30', 'union_C100', 'prompt', 'prompt_batch']
+    >>> names = [name for name, _ in default_candidates(FewShotLLMClassifier())]
+    >>> names[:2], names[-2:]
+    (['head_C0.01', 'head_C0.1'], ['prompt', 'prompt_batch'])
+    >>> names[2:-2]
+    ['union_C30', 'union_C100', 'union_C300', 'union_C1000']
     """
     if classifier.example_selection != "stratified":
         raise ValueError(
@@ -92,9 +96,7 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     return [
         ("head_C0.01", head(0.01)),
         ("head_C0.1", head(0.1)),
-        ("union_C10", union(10.0)),
-        ("union_C30", union(30.0)),
-        ("union_C100", union(100.0)),
+        *[(f"union_C{C}", union(float(C))) for C in (30, 100, 300, 1000)],
         ("prompt", clone(prompt)),
         ("prompt_batch", clone(prompt).set_params(calibrate="batch")),
     ]

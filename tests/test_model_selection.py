@@ -21,7 +21,9 @@ from skllm_fewshot.model_selection import FewShotLLMClassifierCV, default_candid
 
 X = np.array(SENTIMENT_X * 2, dtype=object)
 Y = np.array(SENTIMENT_Y * 2, dtype=object)
-NAMES = ["head_C0.01", "head_C0.1", "union_C10", "union_C30", "union_C100", "prompt", "prompt_batch"]
+NAMES = [
+    "head_C0.01", "head_C0.1", "union_C30", "union_C100", "union_C300", "union_C1000", "prompt", "prompt_batch",
+]  # fmt: skip
 
 
 def numeric_search(**params):
