@@ -18,10 +18,11 @@ every configuration is fitted on the same k rows and scored on the same test row
   TF-IDF char, + LR(C=100);
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
+- ``prompt_union``: ``ProductOfExperts`` of the prompt and the union;
 - ``pick``: ``FewShotLLMClassifierCV``: what ``GridSearchCV`` (neg log-loss, stratified
   ``min(3, k)`` folds, repeated ``ceil(8 / k)`` times) picks among the head (C=0.01 or
   0.1), the union (C=30, 100, 300 or 1000), prompt and prompt_batch on the k rows alone; with
-  one row per class nothing can be cross-validated and the pick is prompt_tfidf.
+  one row per class nothing can be cross-validated and the pick is prompt_union.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
 
@@ -46,7 +47,7 @@ from _common import DEFAULT_DATA, ROOT  # noqa: E402
 BENCH_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 KS = (1, 2, 4, 8, 16, 32)
 CONFIGS = ("seed", "prompt", "prompt_cf", "prompt_batch", "head", "knn", "tfidf_word", "tfidf_char", "union",
-           "prompt_tfidf", "pick")
+           "prompt_tfidf", "prompt_union", "pick")
 
 # Per task: instruction, text and label field names, label words.
 TASKS = {
@@ -100,6 +101,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
     from sklearn.pipeline import make_pipeline
 
     from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
+    from skllm_fewshot.ensemble import ProductOfExperts
     from skllm_fewshot.model_selection import default_candidates, default_fallback
 
     options = dict(TASKS[task])
@@ -117,8 +119,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
     # The head and the union are FewShotLLMClassifierCV's candidates of the same names.
     candidates = dict(default_candidates(llm()))
     head, union = candidates["head_C0.01"], candidates["union_C100"]
-    # The same product as the pick's fallback with one row per class.
-    prompt_tfidf = default_fallback(llm())
+    tfidf_char = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), lr(10.0))
     # The head first: its pass reads the hidden states and the label scores, which the
     # prompt, kNN Prompting and the union then take from the feature cache.
     configs = {
@@ -129,9 +130,11 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
         "knn": llm(head="knn"),
         "seed": llm(scoring="first_token", calibrate=False),
         "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
-        "tfidf_char": dict(prompt_tfidf.estimators)["tfidf"],
+        "tfidf_char": tfidf_char,
         "union": union,
-        "prompt_tfidf": prompt_tfidf,
+        "prompt_tfidf": ProductOfExperts([("prompt", llm()), ("tfidf", tfidf_char)]),
+        # The pick's fallback with one row per class.
+        "prompt_union": default_fallback(llm()),
     }
     configs["pick"] = FewShotLLMClassifierCV(llm(), random_state=draw)
     return {name: model for name, model in configs.items() if name in configs_run}

@@ -129,7 +129,8 @@ stack
 # label codes: it fits both models on the training tweets, with their own labels, and
 # multiplies their class probabilities. A model that knows nothing about a tweet
 # (probabilities close to uniform) leaves the other's ranking as it is. With one row
-# per class this is what :class:`~skllm_fewshot.FewShotLLMClassifierCV` falls back to
+# per class :class:`~skllm_fewshot.FewShotLLMClassifierCV` falls back to such a
+# product, with a union of the model's features and TF-IDF in place of TF-IDF alone
 # (:doc:`/accuracy`).
 from skllm_fewshot.ensemble import ProductOfExperts
 

@@ -58,7 +58,8 @@ print(f"{len(X_pool)} training reviews to draw from, {len(X_test)} test reviews"
 # hidden state of layers at 55%, 65% and 80% of the model's depth (the default,
 # ``head_layers="auto"``). ``FewShotLLMClassifierCV`` cross-validates its candidates
 # (``skllm_fewshot.model_selection.default_candidates``) on the k rows and refits the
-# best; with one row per class it multiplies the prompt's probabilities by TF-IDF's.
+# best; with one row per class it multiplies the prompt's probabilities by those of a
+# union of the model's features with TF-IDF.
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline

@@ -41,6 +41,25 @@ def _char_ngrams() -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
 
 
+def _prompt(classifier: FewShotLLMClassifier, made: str) -> FewShotLLMClassifier:
+    """``classifier`` without a head, checked to read every row under one prompt."""
+    if classifier.example_selection != "stratified":
+        raise ValueError(
+            "The default candidates and fallback read every row under one prompt (heads, unions, batch "
+            f"calibration); use example_selection='stratified', or pass {made}=. "
+            f"Got {classifier.example_selection!r}."
+        )
+    return clone(classifier).set_params(head=None)
+
+
+def _union(prompt: FewShotLLMClassifier, C: float) -> Pipeline:
+    # Of unit length like a TF-IDF row and weighted 0.5, the model's block weighs the
+    # same against the n-grams whatever the hidden size.
+    model_block = make_pipeline(LLMFeatures(clone(prompt)), StandardScaler(), Normalizer())
+    features = FeatureUnion([("llm", model_block), ("tfidf", _char_ngrams())], transformer_weights={"llm": 0.5})
+    return make_pipeline(features, _logistic(C))
+
+
 def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]]:
     """The candidates :class:`FewShotLLMClassifierCV` cross-validates by default.
 
@@ -76,27 +95,15 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     >>> names[2:-2]
     ['union_C30', 'union_C100', 'union_C300', 'union_C1000']
     """
-    if classifier.example_selection != "stratified":
-        raise ValueError(
-            "The default candidates read every row under one prompt (heads, unions, batch calibration); "
-            f"use example_selection='stratified', or pass candidates=. Got {classifier.example_selection!r}."
-        )
-    prompt = clone(classifier).set_params(head=None)
+    prompt = _prompt(classifier, "candidates")
 
     def head(C: float) -> FewShotLLMClassifier:
         return clone(prompt).set_params(head=make_pipeline(StandardScaler(), _logistic(C)))
 
-    def union(C: float) -> Pipeline:
-        # Of unit length like a TF-IDF row and weighted 0.5, the model's block weighs the
-        # same against the n-grams whatever the hidden size.
-        model_block = make_pipeline(LLMFeatures(clone(prompt)), StandardScaler(), Normalizer())
-        features = FeatureUnion([("llm", model_block), ("tfidf", _char_ngrams())], transformer_weights={"llm": 0.5})
-        return make_pipeline(features, _logistic(C))
-
     return [
         ("head_C0.01", head(0.01)),
         ("head_C0.1", head(0.1)),
-        *[(f"union_C{C}", union(float(C))) for C in (30, 100, 300, 1000)],
+        *[(f"union_C{C}", _union(prompt, float(C))) for C in (30, 100, 300, 1000)],
         ("prompt", clone(prompt)),
         ("prompt_batch", clone(prompt).set_params(calibrate="batch")),
     ]
@@ -105,14 +112,21 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
 def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
     """What :class:`FewShotLLMClassifierCV` fits when a class has a single row.
 
-    The prompt's probabilities multiplied by those of TF-IDF character n-grams +
-    ``LogisticRegression(C=10)`` (:class:`~skllm_fewshot.ensemble.ProductOfExperts`):
-    nothing can be cross-validated, and the product needs no tuning (n-grams seen in
-    no training row leave the prompt's ranking as it is).
+    The prompt's probabilities multiplied by those of the ``union_C100`` candidate
+    (:func:`default_candidates`: the model's features beside TF-IDF of character
+    n-grams, + ``LogisticRegression(C=100)``), with
+    :class:`~skllm_fewshot.ensemble.ProductOfExperts`. Nothing can be cross-validated,
+    and the product needs no tuning: the prompt knows the task from its instruction, the
+    union what the rows have in common with each class's row, and where one of them is
+    near chance (the prompt on a task the model does not understand, the union on a text
+    sharing nothing with the rows), the other decides. Both read the same prompt's
+    features, so the union costs no pass over the texts of its own.
 
     Parameters
     ----------
     classifier : FewShotLLMClassifier
+        The model, the prompt and its options (``example_selection="stratified"``);
+        each expert holds a clone.
 
     Returns
     -------
@@ -123,10 +137,10 @@ def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
     >>> from skllm_fewshot import FewShotLLMClassifier
     >>> from skllm_fewshot.model_selection import default_fallback
     >>> [name for name, _ in default_fallback(FewShotLLMClassifier()).estimators]
-    ['prompt', 'tfidf']
+    ['prompt', 'union']
     """
-    prompt = clone(classifier).set_params(head=None)
-    return ProductOfExperts([("prompt", prompt), ("tfidf", make_pipeline(_char_ngrams(), _logistic(10.0)))])
+    prompt = _prompt(classifier, "fallback")
+    return ProductOfExperts([("prompt", prompt), ("union", _union(prompt, 100.0))])
 
 
 class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):

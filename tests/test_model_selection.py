@@ -74,6 +74,9 @@ def test_one_row_per_class_fits_the_fallback(make_clf):
     search = FewShotLLMClassifierCV(clf).fit(X1, Y1)
     assert search.best_name_ == "fallback" and search.cv_results_ is None and search.best_score_ is None
     assert isinstance(search.best_estimator_, ProductOfExperts)
+    # The prompt times the union_C100 candidate.
+    union = dict(default_candidates(clf))["union_C100"]
+    assert repr(search.best_estimator_.named_estimators_.union) == repr(union) and union[-1].C == 100
     expected = default_fallback(clf).fit(X1, Y1).predict_proba(SENTIMENT_X)
     np.testing.assert_allclose(search.predict_proba(SENTIMENT_X), expected, atol=1e-9)
     # A fallback of one's own.
@@ -101,6 +104,9 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
         (dict(candidates=[("a", LogisticRegression()), ("a", GaussianNB())]), Y, ValueError, "names must be unique"),
         (dict(classifier=LogisticRegression()), Y, TypeError, "must be a FewShotLLMClassifier"),
         (dict(classifier=FewShotLLMClassifier(example_selection="similar")), Y, ValueError, "'stratified'"),
+        # With candidates of one's own, the default fallback still reads one prompt's features.
+        (dict(classifier=FewShotLLMClassifier(example_selection="similar"), candidates=[("lr", GaussianNB())]),
+         Y[:3], ValueError, "or pass fallback="),
         (dict(), None, ValueError, "requires y"),
         (dict(), np.array([[0, 1]] * len(X)), ValueError, "single-label"),
         (dict(), np.array(["a"] * len(X)), ValueError, "at least 2 classes"),
