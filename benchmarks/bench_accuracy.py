@@ -119,7 +119,8 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
     # The head and the union are FewShotLLMClassifierCV's candidates of the same names.
     candidates = dict(default_candidates(llm()))
     head, union = candidates["head_C0.01"], candidates["union_C100"]
-    tfidf_char = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), lr(10.0))
+    char_ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+    tfidf_char = make_pipeline(char_ngrams, lr(10.0))
     # The head first: its pass reads the hidden states and the label scores, which the
     # prompt, kNN Prompting and the union then take from the feature cache.
     configs = {

@@ -1,11 +1,12 @@
 """The few-shot classifier that picks, on the labelled rows, how to use them.
 
-With one row per class only the prompt can use them; with a few the prompt or a head
-may win; with dozens a head on the model's features, or its union with character
-n-grams where the texts name things (brands, products), is far ahead.
-:class:`FewShotLLMClassifierCV` cross-validates these candidates on the rows it is
-given and refits the best, as ``LogisticRegressionCV`` picks its ``C``
-(``docs/accuracy.md`` measures it against TF-IDF for k = 1 to 32 rows per class).
+With a few rows per class the prompt or a head may win; with dozens a head on the
+model's features, or its union with character n-grams where the texts name things
+(brands, products), is far ahead. :class:`FewShotLLMClassifierCV` cross-validates these
+candidates on the rows it is given and refits the best, as ``LogisticRegressionCV``
+picks its ``C``; with one row per class, where nothing can be cross-validated, it
+multiplies the prompt's probabilities by a union's (``docs/accuracy.md`` measures it
+against TF-IDF for k = 1 to 32 rows per class).
 Every candidate reads the same prompt's features, so a row is run through the model
 once per fold's prompt, not once per candidate.
 """
@@ -56,7 +57,9 @@ def _union(prompt: FewShotLLMClassifier, C: float) -> Pipeline:
     # Of unit length like a TF-IDF row and weighted 0.5, the model's block weighs the
     # same against the n-grams whatever the hidden size.
     model_block = make_pipeline(LLMFeatures(clone(prompt)), StandardScaler(), Normalizer())
-    features = FeatureUnion([("llm", model_block), ("tfidf", _char_ngrams())], transformer_weights={"llm": 0.5})
+    features = FeatureUnion(
+        [("llm", model_block), ("tfidf", _char_ngrams())], transformer_weights={"llm": 0.5}
+    )
     return make_pipeline(features, _logistic(C))
 
 
@@ -67,8 +70,8 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
       ``LogisticRegression`` head on the model's features of every row;
     - ``union_C30``, ``union_C100``, ``union_C300``, ``union_C1000``: the same
       features, standardised, scaled to unit length and weighted 0.5, beside TF-IDF of
-      character 2-5-grams (also of unit length), + ``LogisticRegression``. Rows this
-      short need a large ``C`` before the regression dares to be sure;
+      character 2-5-grams (also of unit length), + ``LogisticRegression``. On rows of
+      unit length the regression needs a large ``C`` before it dares to be sure;
     - ``prompt``: ``classifier`` without a head (its own calibration);
     - ``prompt_batch``: the same with ``calibrate="batch"``.
 

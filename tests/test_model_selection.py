@@ -21,9 +21,8 @@ from skllm_fewshot.model_selection import FewShotLLMClassifierCV, default_candid
 
 X = np.array(SENTIMENT_X * 2, dtype=object)
 Y = np.array(SENTIMENT_Y * 2, dtype=object)
-NAMES = [
-    "head_C0.01", "head_C0.1", "union_C30", "union_C100", "union_C300", "union_C1000", "prompt", "prompt_batch",
-]  # fmt: skip
+NAMES = ["head_C0.01", "head_C0.1", "union_C30", "union_C100", "union_C300", "union_C1000",
+         "prompt", "prompt_batch"]  # fmt: skip
 
 
 def numeric_search(**params):
@@ -105,8 +104,8 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
         (dict(classifier=LogisticRegression()), Y, TypeError, "must be a FewShotLLMClassifier"),
         (dict(classifier=FewShotLLMClassifier(example_selection="similar")), Y, ValueError, "'stratified'"),
         # With candidates of one's own, the default fallback still reads one prompt's features.
-        (dict(classifier=FewShotLLMClassifier(example_selection="similar"), candidates=[("lr", GaussianNB())]),
-         Y[:3], ValueError, "or pass fallback="),
+        (dict(classifier=FewShotLLMClassifier(example_selection="similar"),
+              candidates=[("lr", GaussianNB())]), Y[:3], ValueError, "or pass fallback="),
         (dict(), None, ValueError, "requires y"),
         (dict(), np.array([[0, 1]] * len(X)), ValueError, "single-label"),
         (dict(), np.array(["a"] * len(X)), ValueError, "at least 2 classes"),
