@@ -212,9 +212,11 @@ def plot(records: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         part = df[df.task == task].groupby(["config", "k"]).accuracy.mean().unstack(0)
-        for config in CONFIGS:
+        # One colour per configuration: the default cycle has 10, fewer than CONFIGS.
+        for config, colour in zip(CONFIGS, plt.cm.tab20.colors):
             if config in part:
-                ax.plot(part.index, part[config], marker="o", label=config, lw=2.5 if config == "pick" else 1.2)
+                ax.plot(part.index, part[config], marker="o", label=config, color="black" if config == "pick" else colour,
+                        lw=2.5 if config == "pick" else 1.2)
         ax.set_xscale("log", base=2)
         ax.set_title(task)
         ax.set_xlabel("labelled rows per class (k)")
