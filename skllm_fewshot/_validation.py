@@ -502,11 +502,12 @@ def check_named_estimators(pairs: Any, param: str, reserved: tuple[str, ...] = (
     return names
 
 
-def shared_input_tags(tags: Any, estimators: Any) -> Any:
-    """``tags`` taking the input that every estimator takes: the first one's, sparse or
-    NaN only if all take them. Unchanged while ``estimators`` is not valid (fit says why)."""
+def shared_input_tags(tags: Any, pairs: Any) -> Any:
+    """``tags`` taking the input that every estimator of ``[(name, estimator), ...]`` takes:
+    the first one's, sparse or NaN only if all take them. Unchanged while ``pairs`` is not
+    valid (fit says why)."""
     try:
-        inputs = [get_tags(estimator).input_tags for estimator in estimators]
+        inputs = [get_tags(estimator).input_tags for _, estimator in pairs]
     except (TypeError, ValueError, AttributeError):
         return tags
     if inputs:

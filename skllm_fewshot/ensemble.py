@@ -89,11 +89,7 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
         self.weights = weights
 
     def __sklearn_tags__(self):
-        try:
-            experts = [estimator for _, estimator in self.estimators]
-        except (TypeError, ValueError):  # not (name, estimator) pairs: fit says why
-            experts = []
-        return shared_input_tags(super().__sklearn_tags__(), experts)
+        return shared_input_tags(super().__sklearn_tags__(), self.estimators)
 
     def _names(self) -> list[str]:
         try:

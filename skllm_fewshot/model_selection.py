@@ -224,14 +224,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         self.n_jobs = n_jobs
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
         # The input is what the candidates take: texts for the default ones.
-        if self.candidates is None:
-            return shared_input_tags(tags, [self._classifier()])
-        try:
-            return shared_input_tags(tags, [estimator for _, estimator in self.candidates])
-        except (TypeError, ValueError):  # not (name, estimator) pairs: fit says why
-            return tags
+        candidates = [("classifier", self._classifier())] if self.candidates is None else self.candidates
+        return shared_input_tags(super().__sklearn_tags__(), candidates)
 
     def _classifier(self) -> Any:
         return FewShotLLMClassifier() if self.classifier is None else self.classifier
