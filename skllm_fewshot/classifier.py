@@ -307,7 +307,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
             self.text_name, self.label_name, self.prompt_format, self.multi_label_,
         )  # fmt: skip
         return PromptScorer(
-            spec.load(),
+            spec.load(verbose=self.verbose),
             prompt,
             scoring=self.scoring,
             classes=self.classes_,

@@ -1,15 +1,19 @@
-"""Model and tokenizer loading, with a process-wide cache.
+"""Model and tokenizer loading, with a process-wide cache and, for GGUF files, one on disk.
 
 ``clone`` + ``fit`` inside ``GridSearchCV`` or ``cross_val_score`` must not read the
 weights again, so every model loaded by name or path is kept here, keyed by
-``(source, tokenizer source, dtype, device)``.
+``(source, tokenizer source, dtype, device)``. A ``.gguf`` file is converted once and
+kept on disk (:mod:`skllm_fewshot.gguf_cache`), so that a new process reads it in a
+second instead of de-quantizing it again. Loading prints nothing unless ``verbose``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ import torch
 
 from .attention import register as register_block_attention
 from .families import BLOCK_ATTENTION_FAMILIES
+from .gguf_cache import ConvertedModelCache, resolve_cache_dir
 
 __all__ = [
     "LoadedModel",
@@ -27,6 +32,7 @@ __all__ = [
     "default_model_path",
     "load_model",
     "model_cache_info",
+    "quiet_loading",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -77,16 +83,22 @@ class ModelSpec:
     dtype: Any = "auto"
     model_kwargs: dict | None = None
 
-    def load(self) -> LoadedModel:
+    def load(self, verbose: bool = False) -> LoadedModel:
         """The model and tokenizer, through the cache (:func:`load_model`).
+
+        Parameters
+        ----------
+        verbose : bool, default=False
+            Let transformers show its progress bars and log lines if the model is read.
 
         Returns
         -------
         LoadedModel
         """
         return load_model(
-            self.model, self.tokenizer, device=self.device, dtype=self.dtype, model_kwargs=self.model_kwargs
-        )
+            self.model, self.tokenizer, device=self.device, dtype=self.dtype, model_kwargs=self.model_kwargs,
+            verbose=verbose,
+        )  # fmt: skip
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -94,27 +106,45 @@ _CACHE_LOCK = threading.Lock()
 _LOADS = 0
 
 
-def model_cache_info() -> dict[str, int]:
-    """Return how many models the process-wide cache holds and how many were read.
+def model_cache_info(disk_cache: bool | str | os.PathLike | None = None) -> dict[str, Any]:
+    """Return what the process-wide cache holds, and the converted models on disk.
+
+    Parameters
+    ----------
+    disk_cache : bool, str, path or None, default=None
+        Which disk cache to list, as :func:`load_model`'s.
 
     Returns
     -------
     info : dict
-        ``{"loads": n, "cached": m}``: ``loads`` counts reads of weights from disk
-        (or the hub) since the process started, ``cached`` the models held now.
+        ``loads`` counts reads of weights (from disk or the hub) since the process
+        started, ``cached`` the models held in memory now; ``disk_dir`` is the folder
+        of converted GGUF models (``None`` when the disk cache is off) and
+        ``disk_entries`` lists them (name, path, source file, dtype, transformers
+        version, bytes, whether complete).
 
     Examples
     --------
     >>> from skllm_fewshot.loading import model_cache_info
     >>> sorted(model_cache_info())
-    ['cached', 'loads']
+    ['cached', 'disk_dir', 'disk_entries', 'loads']
     """
+    root = resolve_cache_dir(disk_cache)
+    entries = ConvertedModelCache(root).entries() if root is not None else []
     with _CACHE_LOCK:
-        return {"loads": _LOADS, "cached": len(_CACHE)}
+        return {"loads": _LOADS, "cached": len(_CACHE), "disk_dir": root and str(root), "disk_entries": entries}
 
 
-def clear_model_cache() -> None:
-    """Forget every cached model, so that its memory can be freed.
+def clear_model_cache(disk: bool = False, disk_cache: bool | str | os.PathLike | None = None) -> None:
+    """Forget every cached model, so that its memory can be freed; with ``disk``, the converted copies too.
+
+    Parameters
+    ----------
+    disk : bool, default=False
+        Also remove the converted GGUF models from the disk cache (the next load of
+        each converts it again).
+    disk_cache : bool, str, path or None, default=None
+        Which disk cache, as :func:`load_model`'s.
 
     Examples
     --------
@@ -125,6 +155,9 @@ def clear_model_cache() -> None:
     """
     with _CACHE_LOCK:
         _CACHE.clear()
+        root = resolve_cache_dir(disk_cache) if disk else None
+        if root is not None:
+            ConvertedModelCache(root).clear()
 
 
 def default_model_path() -> Path:
@@ -293,6 +326,53 @@ def _source_key(source: Any) -> str:
     raise TypeError(f"Expected a name or path, got {type(source).__name__}.")
 
 
+@contextlib.contextmanager
+def quiet_loading(verbose: bool = False) -> Iterator[None]:
+    """Silence transformers' and the Hub's progress bars and log lines for the block, unless ``verbose``.
+
+    The GGUF reader draws its own ``tqdm`` bar, which transformers' switch does not
+    reach; it is given a disabled one for the block.
+
+    Parameters
+    ----------
+    verbose : bool, default=False
+        ``True``: change nothing.
+
+    Examples
+    --------
+    >>> from skllm_fewshot.loading import quiet_loading
+    >>> with quiet_loading():
+    ...     pass
+    """
+    if verbose:
+        yield
+        return
+    import functools
+
+    import huggingface_hub.utils as hub_utils
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hub_bars = not hub_utils.are_progress_bars_disabled()
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    if gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
+        if hub_bars:
+            hub_utils.enable_progress_bars()
+        if bars:
+            hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(level)
+
+
 def _from_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
     path = Path(source)
     if path.suffix == ".gguf":
@@ -336,6 +416,55 @@ def _use_block_attention(lm: Any) -> None:
             lm.set_attn_implementation(register_block_attention())
 
 
+def _save_converted(loaded: tuple[Any, Any], folder: Path) -> None:
+    """Write a model read from GGUF, and its tokenizer, as safetensors and config files."""
+    lm, tok = loaded
+    # transformers refuses to save what it read from GGUF ("not serializable"), but
+    # the weights are plain de-quantized tensors by now: saved as an ordinary model,
+    # they read back bit for bit. This is our own fresh copy, so detaching is safe.
+    lm.hf_quantizer = None
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    lm.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def _read_pretrained(source: str, options: dict, model_kwargs: dict, own_tokenizer: bool = True) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        lm = _from_pretrained(AutoModelForCausalLM, source, **options)
+    except OSError as exc:
+        raise ModelNotAvailableError(
+            f"Could not load model {source!r}: {exc}. Pass a local folder, a .gguf file or a "
+            "loaded model when there is no network."
+        ) from exc
+    return lm, _load_tokenizer(source, model_kwargs) if own_tokenizer else None
+
+
+def _read_model(
+    source: str, options: dict, model_kwargs: dict, disk_cache: Any, dtype_name: str, own_tokenizer: bool
+) -> tuple[Any, Any]:
+    """The model and (if asked) its own tokenizer; a GGUF file through the converted-model cache on disk.
+
+    A converted entry always holds the tokenizer: a GGUF file carries one.
+    """
+    path = Path(source)
+    # A model that places or quantizes itself is not what a converted copy holds.
+    root = resolve_cache_dir(disk_cache) if path.suffix == ".gguf" and not _places_itself(model_kwargs) else None
+    if root is None:
+        return _read_pretrained(source, options, model_kwargs, own_tokenizer)
+    if not path.is_file():
+        raise ModelNotAvailableError(f"GGUF file not found: {source}")
+    return ConvertedModelCache(root).load(
+        path,
+        dtype_name,
+        from_gguf=lambda: _read_pretrained(source, options, model_kwargs),
+        from_folder=lambda folder: _read_pretrained(str(folder), options, model_kwargs),
+        save=_save_converted,
+    )
+
+
 def load_model(
     model: Any = None,
     tokenizer: Any = None,
@@ -343,6 +472,8 @@ def load_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     model_kwargs: dict | None = None,
+    disk_cache: bool | str | os.PathLike | None = None,
+    verbose: bool = False,
 ) -> LoadedModel:
     """Load (or reuse) a causal language model and its tokenizer.
 
@@ -362,6 +493,15 @@ def load_model(
         ``attn_implementation``, ...) and part of the cache key. With
         ``device_map`` or ``quantization_config`` the model is not moved to
         ``device`` afterwards: it is where those options put it.
+    disk_cache : bool, str, path or None, default=None
+        Where a ``.gguf`` model is kept once converted (safetensors, config and
+        tokenizer files), so that every later process reads it in about a second:
+        ``None`` for the environment variable ``SKLLM_FEWSHOT_CACHE`` (a folder, or
+        ``off``), else the user's cache directory
+        (:func:`skllm_fewshot.gguf_cache.default_cache_dir`); ``False`` for no disk
+        cache; or a folder. Not part of the in-memory cache key.
+    verbose : bool, default=False
+        Show transformers' progress bars and log lines while reading the model.
 
     Returns
     -------
@@ -399,19 +539,17 @@ def load_model(
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            from transformers import AutoModelForCausalLM
-
-            options = {"dtype": torch.float32 if torch_dtype == QINT8 else torch_dtype, **model_kwargs}
-            try:
+            weights_dtype = torch.float32 if torch_dtype == QINT8 else torch_dtype
+            options = {"dtype": weights_dtype, **model_kwargs}
+            with quiet_loading(verbose):
                 # The family's own attention (transformers picks SDPA, or eager where the
                 # model needs it, e.g. Gemma 2's soft-capping); verified families then
                 # switch to the engine's block attention.
-                lm = _from_pretrained(AutoModelForCausalLM, source, **options)
-            except OSError as exc:
-                raise ModelNotAvailableError(
-                    f"Could not load model {source!r}: {exc}. Pass a local folder, a .gguf file or a "
-                    "loaded model when there is no network."
-                ) from exc
+                lm, own_tok = _read_model(
+                    source, options, model_kwargs, disk_cache, str(weights_dtype).removeprefix("torch."),
+                    own_tokenizer=tok_source is None,
+                )
+                tok = own_tok if tok_source is None else _load_tokenizer(tok_source)
             if "attn_implementation" not in model_kwargs:
                 _use_block_attention(lm)
             if not _places_itself(model_kwargs):
@@ -419,7 +557,6 @@ def load_model(
             lm.eval()
             if torch_dtype == QINT8:
                 lm = quantize_linear_int8(lm)
-            tok = _load_tokenizer(tok_source or source, model_kwargs if tok_source is None else None)
             cached = LoadedModel(lm, tok, source)
             _CACHE[key] = cached
             _LOADS += 1

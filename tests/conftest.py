@@ -230,6 +230,72 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+def write_tiny_gguf(path, seed=0):
+    """A 2-layer random Llama with the BPE tokenizer, written as a float32 GGUF file (~200 kB).
+
+    What transformers reads from an embedded ``.gguf`` (metadata, tokenizer, tensors),
+    small enough to convert in a second: the converted-model cache is tested on it.
+    ``seed`` changes the weights and nothing else (the same size, other contents).
+    """
+    import json
+
+    import gguf
+
+    tok = build_bpe_tokenizer()
+    model = json.loads(tok.backend_tokenizer.to_str())["model"]
+    tokens = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
+    special = set(tok.all_special_tokens)
+    hidden, ff, layers, heads, kv_heads = 32, 64, 2, 2, 1
+    head_dim = hidden // heads
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny-llama")
+    w.add_block_count(layers)
+    w.add_context_length(2048)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(len(tokens))
+    w.add_rope_dimension_count(head_dim)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in special else 1 for t in tokens])  # 3: control tokens
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in model["merges"]])
+    w.add_bos_token_id(tok.bos_token_id)
+    w.add_eos_token_id(tok.eos_token_id)
+    w.add_unk_token_id(tok.unk_token_id)
+    w.add_pad_token_id(tok.pad_token_id)
+    w.add_add_bos_token(True)
+    w.add_chat_template(tok.chat_template)
+    rng = np.random.default_rng(seed)
+    shapes = {"token_embd.weight": (len(tokens), hidden), "output_norm.weight": (hidden,),
+              "output.weight": (len(tokens), hidden)}  # fmt: skip
+    for i in range(layers):
+        shapes.update({
+            f"blk.{i}.attn_norm.weight": (hidden,), f"blk.{i}.ffn_norm.weight": (hidden,),
+            f"blk.{i}.attn_q.weight": (hidden, hidden), f"blk.{i}.attn_k.weight": (kv_heads * head_dim, hidden),
+            f"blk.{i}.attn_v.weight": (kv_heads * head_dim, hidden), f"blk.{i}.attn_output.weight": (hidden, hidden),
+            f"blk.{i}.ffn_gate.weight": (ff, hidden), f"blk.{i}.ffn_up.weight": (ff, hidden),
+            f"blk.{i}.ffn_down.weight": (hidden, ff),
+        })  # fmt: skip
+    for name, shape in shapes.items():
+        w.add_tensor(name, (rng.standard_normal(shape) * 0.2).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    """A tiny random Llama as a ``.gguf`` file (:func:`write_tiny_gguf`)."""
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny-gguf") / "tiny-llama.gguf")
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The embedded SmolLM2 (model=None), loaded once through the library's cache."""
