@@ -133,3 +133,19 @@ def test_numeric_candidates_search_as_grid_search():
     ).fit(Xn, yn)  # fmt: skip
     assert search.best_name_ == ["lr", "nb"][by_hand.best_index_]
     assert search.n_features_in_ == 5
+
+
+def test_verbose_shows_one_bar_over_candidates_and_folds_and_times_are_reported(make_clf, capsys):
+    quiet = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X, Y)
+    assert capsys.readouterr().err == ""
+    loud = FewShotLLMClassifierCV(make_clf(), random_state=0, verbose=True).fit(X, Y)
+    err = capsys.readouterr().err
+    # 8 candidates x 3 folds x 2 repeats, the bar at its end.
+    assert "candidates x folds" in err and "48/48" in err
+    assert loud.best_name_ == quiet.best_name_
+    np.testing.assert_allclose(loud.cv_results_["mean_test_score"], quiet.cv_results_["mean_test_score"])
+    for key in ("mean_fit_time", "std_fit_time", "mean_score_time"):
+        assert loud.cv_results_[key].shape == (len(NAMES),) and (loud.cv_results_[key] >= 0).all()
+    assert loud.refit_time_ > 0
+    fallback = FewShotLLMClassifierCV(make_clf(), verbose=True).fit(SENTIMENT_X[:3], SENTIMENT_Y[:3])
+    assert fallback.best_name_ == "fallback" and fallback.refit_time_ > 0
