@@ -13,6 +13,7 @@ once per fold's prompt, not once per candidate.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Sequence
@@ -22,10 +23,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold, check_cv
+from sklearn.model_selection import GridSearchCV, RepeatedKFold, RepeatedStratifiedKFold, check_cv
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
@@ -33,8 +36,9 @@ from ._validation import check_named_estimators, copy_input_attributes, shared_i
 from .classifier import FewShotLLMClassifier
 from .ensemble import ProductOfExperts
 from .feature_extraction import LLMFeatures
+from .multilabel import check_indicator, is_indicator
 
-__all__ = ["FewShotLLMClassifierCV", "default_candidates", "default_fallback"]
+__all__ = ["FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -56,17 +60,17 @@ def _prompt(classifier: FewShotLLMClassifier, made: str) -> FewShotLLMClassifier
     return clone(classifier).set_params(head=None)
 
 
-def _union(prompt: FewShotLLMClassifier, C: float) -> Pipeline:
+def _union(prompt: FewShotLLMClassifier, C: float, multi_label: bool = False) -> Pipeline:
     # Of unit length like a TF-IDF row and weighted 0.5, the model's block weighs the
     # same against the n-grams whatever the hidden size.
     model_block = make_pipeline(LLMFeatures(clone(prompt)), StandardScaler(), Normalizer())
     features = FeatureUnion(
         [("llm", model_block), ("tfidf", _char_ngrams())], transformer_weights={"llm": 0.5}
     )
-    return make_pipeline(features, _logistic(C))
+    return make_pipeline(features, OneVsRestClassifier(_logistic(C)) if multi_label else _logistic(C))
 
 
-def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]]:
+def default_candidates(classifier: FewShotLLMClassifier, multi_label: bool = False) -> list[tuple[str, Any]]:
     """The candidates :class:`FewShotLLMClassifierCV` cross-validates by default.
 
     - ``head_C0.01``, ``head_C0.1``: ``classifier`` with a ``StandardScaler`` +
@@ -78,6 +82,12 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     - ``prompt``: ``classifier`` without a head (its own calibration);
     - ``prompt_batch``: the same with ``calibrate="batch"``.
 
+    For multi-label targets (``multi_label=True``): ``head_C0.01``, ``head_C0.1`` and
+    ``head_last_C0.1``, ``head_last_C1`` (the final layer's states only,
+    ``head_layers=[-1]``), one-vs-rest heads with per-label thresholds tuned on the
+    rows; ``union_C10``, ``union_C100`` with a one-vs-rest regression; and ``prompt``,
+    each label judged on its own with tuned thresholds (``docs/multilabel.md``).
+
     The heads come first: their pass reads the features the others then take from
     the engine's cache.
 
@@ -86,6 +96,8 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     classifier : FewShotLLMClassifier
         The model, the prompt and its options (``example_selection="stratified"``);
         each candidate holds a clone.
+    multi_label : bool, default=False
+        Candidates for 0/1 indicator targets.
 
     Returns
     -------
@@ -106,6 +118,15 @@ def default_candidates(classifier: FewShotLLMClassifier) -> list[tuple[str, Any]
     def head(C: float) -> FewShotLLMClassifier:
         return clone(prompt).set_params(head=make_pipeline(StandardScaler(), _logistic(C)))
 
+    if multi_label:
+        return [
+            ("head_C0.01", head(0.01)),
+            ("head_C0.1", head(0.1)),
+            ("head_last_C0.1", head(0.1).set_params(head_layers=[-1])),
+            ("head_last_C1", head(1.0).set_params(head_layers=[-1])),
+            *[(f"union_C{C}", _union(prompt, float(C), multi_label=True)) for C in (10, 100)],
+            ("prompt", clone(prompt)),
+        ]
     return [
         ("head_C0.01", head(0.01)),
         ("head_C0.1", head(0.1)),
@@ -149,6 +170,59 @@ def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
     return ProductOfExperts([("prompt", prompt), ("union", _union(prompt, 100.0))])
 
 
+# How many standard errors of the paired fold-by-fold difference a candidate must beat
+# the prompt by before it replaces it (the one-standard-error rule of Breiman et al.).
+NOISE_SE = 1.0
+
+
+def pick_within_noise(cv_results: dict, names: Sequence[str], reference: str = "prompt") -> int:
+    """The best candidate, or ``reference`` unless the best beats it beyond the folds' noise.
+
+    The difference between the best candidate's score and the reference's is taken
+    fold by fold (the same held-out rows); the best is kept only if the mean
+    difference exceeds ``NOISE_SE`` standard errors of it. With 2-4 rows per class a
+    few held-out rows decide each fold, and a head or a union that wins by luck would
+    otherwise replace a prompt that knows the task from its instruction.
+
+    Parameters
+    ----------
+    cv_results : dict
+        ``GridSearchCV.cv_results_`` (``split{i}_test_score`` and ``mean_test_score``).
+    names : sequence of str
+        The candidates' names, in the order of ``cv_results``.
+    reference : str, default="prompt"
+        The candidate kept unless beaten; without one of that name, the best is taken.
+
+    Returns
+    -------
+    int
+        The index of the pick.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot.model_selection import pick_within_noise
+    >>> lucky = {"mean_test_score": np.array([-0.60, -0.65]),
+    ...          "split0_test_score": np.array([-0.2, -0.7]), "split1_test_score": np.array([-1.0, -0.6])}
+    >>> pick_within_noise(lucky, ["head", "prompt"])
+    1
+    >>> clear = {"mean_test_score": np.array([-0.30, -0.65]),
+    ...          "split0_test_score": np.array([-0.3, -0.7]), "split1_test_score": np.array([-0.3, -0.6])}
+    >>> pick_within_noise(clear, ["head", "prompt"])
+    0
+    """
+    means = np.asarray(cv_results["mean_test_score"], dtype=float)
+    best = int(np.nanargmax(means))
+    if reference not in names or names[best] == reference:
+        return best
+    ref = list(names).index(reference)
+    n_splits = sum(1 for key in cv_results if key.startswith("split") and key.endswith("_test_score"))
+    diff = np.array([cv_results[f"split{i}_test_score"][best] - cv_results[f"split{i}_test_score"][ref]
+                     for i in range(n_splits)])  # fmt: skip
+    se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else np.inf
+    return best if diff.mean() > NOISE_SE * se else ref
+
+
 def _verbose(estimator: Any, verbose: bool) -> Any:
     """``estimator`` with ``verbose`` set on every nested FewShotLLMClassifier (its scoring bars)."""
     if not verbose:
@@ -174,8 +248,13 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     """The prompt, a head or a union with TF-IDF: whichever cross-validates best.
 
     ``fit`` cross-validates each candidate on the labelled rows (``GridSearchCV``
-    over the candidates) and refits the best on all of them. With a single row in
-    some class nothing can be cross-validated, and ``fallback`` is fitted instead.
+    over the candidates) and refits the best on all of them; a candidate replaces
+    the ``prompt`` only where it beats it beyond the folds' noise
+    (:func:`pick_within_noise`), so that with 2-4 rows per class a lucky head does
+    not replace a prompt that knows the task. With a single row in some class
+    nothing can be cross-validated, and ``fallback`` is fitted instead. The target
+    may be one class per row or a 0/1 indicator matrix (multi-label: ``predict``
+    returns one).
 
     Parameters
     ----------
@@ -184,13 +263,16 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         are made; ``None`` is ``FewShotLLMClassifier()``.
     candidates : list of (str, estimator), default=None
         Named classifiers taking texts; ``None`` is :func:`default_candidates`.
-    scoring : str or callable, default="neg_log_loss"
-        What the cross-validation ranks by (a scikit-learn scorer). The log-loss
-        tells a head that is right by luck from one that is sure for good reason
-        better than accuracy does on a few held-out rows.
+    scoring : str, callable or None, default=None
+        What the cross-validation ranks by (a scikit-learn scorer). ``None``:
+        ``"neg_log_loss"`` for one label per row (the log-loss tells a head that is
+        right by luck from one that is sure for good reason better than accuracy
+        does on a few held-out rows), ``"f1_micro"`` for multi-label targets.
     cv : int, cross-validation generator or None, default=None
-        ``None``: stratified ``min(3, k)`` folds (k: the rows of the smallest class),
-        repeated ``ceil(8 / k)`` times, so that about 8 held-out rows per class vote.
+        ``None``: ``min(3, k)`` folds (k: the rows of the smallest class; for
+        multi-label, of the rarest label or its absence), stratified for one label
+        per row, repeated ``ceil(8 / k)`` times, so that about 8 held-out rows per
+        class vote.
     fallback : estimator or None, default=None
         Fitted when a class has a single row; ``None`` is :func:`default_fallback`.
     random_state : int, RandomState instance or None, default=None
@@ -211,6 +293,8 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         Its name (``"fallback"`` for the fallback).
     best_score_ : float or None
         Its mean cross-validated score; ``None`` for the fallback.
+    multi_label_ : bool
+        Whether ``y`` was a 0/1 indicator matrix.
     cv_results_ : dict or None
         ``GridSearchCV``'s results, one row per candidate in order, with the time
         each took (``mean_fit_time``, ``mean_score_time``, per fold, in seconds: the
@@ -219,6 +303,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     refit_time_ : float
         Seconds spent refitting the best on every row (the fallback's fit).
     classes_ : ndarray of shape (n_classes,)
+        The classes, or for multi-label the label names (a DataFrame's columns).
 
     Notes
     -----
@@ -250,7 +335,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         classifier: FewShotLLMClassifier | None = None,
         *,
         candidates: Sequence[tuple[str, Any]] | None = None,
-        scoring: Any = "neg_log_loss",
+        scoring: Any = None,
         cv: Any = None,
         fallback: Any = None,
         random_state: Any = None,
@@ -267,9 +352,19 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         self.verbose = verbose
 
     def __sklearn_tags__(self):
-        # The input is what the candidates take: texts for the default ones.
-        candidates = [("classifier", self._classifier())] if self.candidates is None else self.candidates
-        return shared_input_tags(super().__sklearn_tags__(), candidates)
+        # The input is what the candidates take: texts for the default ones. Multi-label
+        # targets are taken where every candidate takes them (the default ones do).
+        tags = super().__sklearn_tags__()
+        if self.candidates is None:
+            tags.classifier_tags.multi_label = True
+            return shared_input_tags(tags, [("classifier", self._classifier())])
+        try:
+            tags.classifier_tags.multi_label = all(
+                get_tags(estimator).classifier_tags.multi_label for _, estimator in self.candidates
+            )
+        except (TypeError, ValueError, AttributeError):
+            pass  # fit says what is wrong with the candidates
+        return shared_input_tags(tags, self.candidates)
 
     def _classifier(self) -> Any:
         return FewShotLLMClassifier() if self.classifier is None else self.classifier
@@ -284,35 +379,31 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             )
         return base
 
-    def _candidates(self) -> list[tuple[str, Any]]:
+    def _candidates(self, multi_label: bool) -> list[tuple[str, Any]]:
         if self.candidates is None:
-            return default_candidates(self._default_source("candidates are", "candidates"))
+            return default_candidates(self._default_source("candidates are", "candidates"), multi_label)
         check_named_estimators(self.candidates, "candidates")
         return list(self.candidates)
 
-    def _fallback(self) -> Any:
+    def _fallback(self, multi_label: bool) -> Any:
         if self.fallback is not None:
             return clone(self.fallback)
+        if multi_label:  # the prompt alone: no head can learn a label from a single row
+            return _prompt(self._default_source("fallback is", "fallback"), "fallback")
         return default_fallback(self._default_source("fallback for one row in a class is", "fallback"))
 
-    def fit(self, X: Any, y: Any) -> FewShotLLMClassifierCV:
-        """Cross-validate the candidates on the labelled texts and refit the best.
-
-        Parameters
-        ----------
-        X : sequence of str of shape (n_samples,)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : FewShotLLMClassifierCV
-        """
-        candidates = self._candidates()
+    def _targets(self, y: Any) -> tuple[Any, int, bool]:
+        """``y`` checked, ``classes_`` set, and k: the rows of the rarest class (of label or no label)."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        if type_of_target(y) in ("multilabel-indicator", "multiclass-multioutput"):
+        if is_indicator(y):
+            self.classes_, indicator = check_indicator(y)
+            positives = indicator.sum(axis=0)
+            return y, int(min(positives.min(), (len(indicator) - positives).min())), True
+        if type_of_target(y) == "multiclass-multioutput":
             raise ValueError(
-                f"{type(self).__name__} is for single-label targets; for multi-label use FewShotLLMClassifier."
+                f"{type(self).__name__} takes one label per row, or a 0/1 indicator matrix (multi-label); "
+                "got several columns of classes."
             )
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -320,37 +411,58 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         if len(self.classes_) < 2:
             got = f"1 class: {self.classes_[0]!r}" if len(self.classes_) else "0 samples"
             raise ValueError(f"{type(self).__name__} needs at least 2 classes; got {got}.")
-        k = int(counts.min())
+        return y, int(counts.min()), False
+
+    def fit(self, X: Any, y: Any) -> FewShotLLMClassifierCV:
+        """Cross-validate the candidates on the labelled texts and refit the best.
+
+        Parameters
+        ----------
+        X : sequence of str of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            One class per row, or a 0/1 indicator matrix (multi-label; a DataFrame's
+            column names are the labels).
+
+        Returns
+        -------
+        self : FewShotLLMClassifierCV
+        """
+        y, k, multi_label = self._targets(y)
+        candidates = self._candidates(multi_label)
+        self.multi_label_ = multi_label
         if k < 2:
             self.best_name_, self.best_score_, self.cv_results_ = "fallback", None, None
             start = time.perf_counter()
-            self.best_estimator_ = _verbose(self._fallback(), self.verbose).fit(X, y)
+            self.best_estimator_ = _verbose(self._fallback(multi_label), self.verbose).fit(X, y)
             self.refit_time_ = time.perf_counter() - start
             return copy_input_attributes(self, self.best_estimator_)
         cv = self.cv
         if cv is None:
-            cv = RepeatedStratifiedKFold(
-                n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=self.random_state
-            )
+            folds = dict(n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=self.random_state)
+            # Stratified folds do not apply to indicator targets (scikit-learn's check_cv).
+            cv = RepeatedKFold(**folds) if multi_label else RepeatedStratifiedKFold(**folds)
         cv = check_cv(cv, y, classifier=True)
+        scoring = self.scoring
+        if scoring is None:
+            scoring = "f1_micro" if multi_label else "neg_log_loss"
+        names = [name for name, _ in candidates]
         estimators = [_verbose(estimator, self.verbose) for _, estimator in candidates]
         in_process = self.n_jobs in (None, 1)
         with tqdm(
             total=len(candidates) * cv.get_n_splits(X, y), desc="candidates x folds",
             disable=not (self.verbose and in_process),
         ) as bar:  # fmt: skip
-            scoring = self.scoring
             if self.verbose and in_process:
                 scoring = _TickingScorer(check_scoring(estimators[0], scoring=scoring), bar)
             # One pipeline step swapped between candidates: GridSearchCV's grid over estimators.
             search = GridSearchCV(
                 Pipeline([("model", estimators[0])]), {"model": estimators},
                 scoring=scoring, cv=cv, n_jobs=self.n_jobs, error_score="raise",
-                verbose=int(bool(self.verbose) and not in_process),
+                refit=functools.partial(pick_within_noise, names=names), verbose=int(bool(self.verbose) and not in_process),
             )  # fmt: skip
             search.fit(X, y)
-        self.best_name_ = candidates[search.best_index_][0]
-        self.best_score_ = float(search.best_score_)
+        self.best_name_ = names[search.best_index_]
+        self.best_score_ = float(search.cv_results_["mean_test_score"][search.best_index_])
         self.cv_results_ = search.cv_results_
         self.refit_time_ = float(search.refit_time_)
         self.best_estimator_ = search.best_estimator_[-1]
@@ -380,7 +492,10 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,), or (n_samples, n_labels) of 0/1 for multi-label
         """
+        check_is_fitted(self)
+        if self.multi_label_:
+            return self.best_estimator_.predict(X)
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]

@@ -107,7 +107,8 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
         (dict(classifier=FewShotLLMClassifier(example_selection="similar"),
               candidates=[("lr", GaussianNB())]), Y[:3], ValueError, "or pass fallback="),
         (dict(), None, ValueError, "requires y"),
-        (dict(), np.array([[0, 1]] * len(X)), ValueError, "single-label"),
+        (dict(), np.array([[0, 2], [1, 3]] * (len(X) // 2)), ValueError, "several columns of classes"),
+        (dict(), np.array([[0, 1]] * len(X)), ValueError, "never present"),
         (dict(), np.array(["a"] * len(X)), ValueError, "at least 2 classes"),
     ],
 )
@@ -149,3 +150,65 @@ def test_verbose_shows_one_bar_over_candidates_and_folds_and_times_are_reported(
     assert loud.refit_time_ > 0
     fallback = FewShotLLMClassifierCV(make_clf(), verbose=True).fit(SENTIMENT_X[:3], SENTIMENT_Y[:3])
     assert fallback.best_name_ == "fallback" and fallback.refit_time_ > 0
+
+
+# Multi-label: 4 topics over 12 texts, each label present in 4-8 rows and absent in 4-8.
+ML_X = np.array(SENTIMENT_X + ["great price", "bad delivery", "meh service"], dtype=object)
+ML_Y = np.array([[i % 2, (i // 2) % 2, int(i % 3 == 0), int(i % 3 != 0)] for i in range(len(ML_X))])
+
+
+def test_multi_label_targets_search_their_own_candidates(make_clf):
+    import pandas as pd
+
+    frame = pd.DataFrame(ML_Y, columns=["a", "b", "c", "d"])
+    search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(ML_X, frame)
+    assert search.multi_label_ and search.classes_.tolist() == ["a", "b", "c", "d"]
+    names = [name for name, _ in default_candidates(make_clf(), multi_label=True)]
+    assert names == ["head_C0.01", "head_C0.1", "head_last_C0.1", "head_last_C1", "union_C10", "union_C100",
+                     "prompt"]  # fmt: skip
+    assert search.best_name_ in names and len(search.cv_results_["mean_test_score"]) == len(names)
+    # The default scoring for indicator targets is micro-F1, between 0 and 1.
+    assert 0 <= search.best_score_ <= 1
+    predicted = search.predict(ML_X)
+    assert predicted.shape == ML_Y.shape and set(np.unique(predicted)) <= {0, 1}
+    proba = search.predict_proba(ML_X)
+    assert proba.shape == ML_Y.shape and ((proba >= 0) & (proba <= 1)).all()
+    assert search.__sklearn_tags__().classifier_tags.multi_label
+    assert not numeric_search().__sklearn_tags__().classifier_tags.multi_label
+
+
+def test_multi_label_with_a_label_in_one_row_fits_the_prompt(make_clf):
+    y = ML_Y.copy()
+    y[:, 0] = 0
+    y[0, 0] = 1
+    search = FewShotLLMClassifierCV(make_clf()).fit(ML_X, y)
+    assert search.best_name_ == "fallback" and search.best_estimator_.head is None
+    assert search.predict(ML_X).shape == y.shape
+
+
+def test_the_pick_keeps_the_prompt_unless_a_candidate_beats_it_beyond_noise():
+    from skllm_fewshot.model_selection import NOISE_SE, pick_within_noise
+
+    def results(*per_split):
+        per_split = np.array(per_split, dtype=float)  # (n_splits, n_candidates)
+        out = {f"split{i}_test_score": row for i, row in enumerate(per_split)}
+        out["mean_test_score"] = per_split.mean(axis=0)
+        return out
+
+    names = ["head", "union", "prompt"]
+    # The head wins on average by luck: one fold far ahead, the others behind.
+    assert pick_within_noise(results([-0.1, -0.9, -0.7], [-0.9, -0.9, -0.7], [-0.8, -0.9, -0.7]), names) == 2
+    # The union wins on every fold by a steady margin.
+    assert pick_within_noise(results([-0.5, -0.3, -0.7], [-0.5, -0.35, -0.65], [-0.6, -0.4, -0.75]), names) == 1
+    # The prompt is best: it is kept. Without a "prompt", the plain best.
+    assert pick_within_noise(results([-0.5, -0.9, -0.2], [-0.5, -0.9, -0.3]), names) == 2
+    assert pick_within_noise(results([-0.1, -0.9, -0.7], [-0.9, -0.9, -0.7]), ["a", "b", "c"]) == 0
+    assert NOISE_SE > 0
+
+
+def test_the_search_refits_what_the_rule_picks(make_clf):
+    from skllm_fewshot.model_selection import pick_within_noise
+
+    search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X, Y)
+    names = [name for name, _ in default_candidates(make_clf())]
+    assert search.best_name_ == names[pick_within_noise(search.cv_results_, names)]
