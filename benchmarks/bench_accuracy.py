@@ -145,6 +145,8 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
     import torch
     from sklearn.metrics import accuracy_score, log_loss
 
+    from skllm_fewshot.model_selection import default_candidates
+
     torch.set_num_threads(args_dict["threads"])
     args = argparse.Namespace(**args_dict)
     X, y, Xt, yt = load_task(task, args, args.test)
@@ -167,6 +169,11 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                                     log_loss=log_loss(yt, np.clip(proba, 1e-15, 1), labels=model_classes),
                                     fit_s_per_row=(fitted - start) / len(rows),
                                     predict_s_per_row=(done - fitted) / len(Xt), picked=picked))
+                cv = getattr(model, "cv_results_", None)
+                if cv is not None:  # each candidate's fold scores, to study the pick's rule offline
+                    names = [n for n, _ in model.candidates or default_candidates(model.classifier)]
+                    splits = sorted(key for key in cv if key.startswith("split") and key.endswith("_test_score"))
+                    records[-1]["cv_scores"] = {n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)}
                 print(json.dumps({k_: v for k_, v in records[-1].items()}), flush=True)
     return records
 

@@ -103,13 +103,13 @@ def test_every_example_is_a_gallery_script():
 def test_api_reference_lists_every_public_name():
     import skllm_fewshot
     from skllm_fewshot import (
-        calibration, datasets, engine, ensemble, families, feature_extraction, heads, loading, model_selection,
-        multilabel, reference,
+        calibration, datasets, engine, ensemble, families, feature_extraction, gguf_cache, heads, loading,
+        model_selection, multilabel, reference,
     )
 
     modules = {
         "": skllm_fewshot, "calibration.": calibration, "datasets.": datasets, "engine.": engine, "ensemble.": ensemble,
-        "families.": families,
+        "families.": families, "gguf_cache.": gguf_cache,
         "feature_extraction.": feature_extraction, "heads.": heads, "loading.": loading,
         "model_selection.": model_selection, "multilabel.": multilabel, "reference.": reference,
     }  # fmt: skip
