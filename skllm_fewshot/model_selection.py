@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
@@ -38,7 +39,7 @@ from .ensemble import ProductOfExperts
 from .feature_extraction import LLMFeatures
 from .multilabel import check_indicator, is_indicator
 
-__all__ = ["FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
+__all__ = ["CONSTANT", "FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -171,18 +172,25 @@ def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
 
 
 # How many standard errors of the paired fold-by-fold difference a candidate must beat
-# the prompt by before it replaces it (the one-standard-error rule of Breiman et al.).
+# the prompt (and the constant predictor) by before it replaces the prompt: the
+# one-standard-error rule of Breiman et al.
 NOISE_SE = 1.0
+# The name of the prior-class predictor cross-validated beside the candidates: the bar
+# a candidate must clear to show that it learned anything from the rows.
+CONSTANT = "constant"
 
 
-def pick_within_noise(cv_results: dict, names: Sequence[str], reference: str = "prompt") -> int:
-    """The best candidate, or ``reference`` unless the best beats it beyond the folds' noise.
+def pick_within_noise(
+    cv_results: dict, names: Sequence[str], reference: str = "prompt", baseline: str = CONSTANT
+) -> int:
+    """The best candidate, or ``reference`` unless the best beats it, and ``baseline``, beyond the folds' noise.
 
-    The difference between the best candidate's score and the reference's is taken
-    fold by fold (the same held-out rows); the best is kept only if the mean
-    difference exceeds ``NOISE_SE`` standard errors of it. With 2-4 rows per class a
-    few held-out rows decide each fold, and a head or a union that wins by luck would
-    otherwise replace a prompt that knows the task from its instruction.
+    Each difference is taken fold by fold (the same held-out rows); the best is kept
+    only if its mean gain over ``reference`` and over ``baseline`` (the prior-class
+    predictor) each exceed ``NOISE_SE`` standard errors. With 2-4 rows per class a few
+    held-out rows decide each fold: a head or a union that is merely less sure than
+    the prompt (its log-loss near the constant's) would otherwise replace a prompt that
+    knows the task from its instruction. ``baseline`` itself is never the pick.
 
     Parameters
     ----------
@@ -192,6 +200,8 @@ def pick_within_noise(cv_results: dict, names: Sequence[str], reference: str = "
         The candidates' names, in the order of ``cv_results``.
     reference : str, default="prompt"
         The candidate kept unless beaten; without one of that name, the best is taken.
+    baseline : str, default="constant"
+        The candidate that the best must also beat (if there is one of that name).
 
     Returns
     -------
@@ -211,16 +221,23 @@ def pick_within_noise(cv_results: dict, names: Sequence[str], reference: str = "
     >>> pick_within_noise(clear, ["head", "prompt"])
     0
     """
-    means = np.asarray(cv_results["mean_test_score"], dtype=float)
+    names = list(names)
+    means = np.asarray(cv_results["mean_test_score"], dtype=float).copy()
+    if baseline in names:
+        means[names.index(baseline)] = -np.inf
     best = int(np.nanargmax(means))
     if reference not in names or names[best] == reference:
         return best
-    ref = list(names).index(reference)
     n_splits = sum(1 for key in cv_results if key.startswith("split") and key.endswith("_test_score"))
-    diff = np.array([cv_results[f"split{i}_test_score"][best] - cv_results[f"split{i}_test_score"][ref]
-                     for i in range(n_splits)])  # fmt: skip
-    se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else np.inf
-    return best if diff.mean() > NOISE_SE * se else ref
+    folds = np.array([cv_results[f"split{i}_test_score"] for i in range(n_splits)], dtype=float)
+
+    def beats(other: str) -> bool:
+        diff = folds[:, best] - folds[:, names.index(other)]
+        se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else np.inf
+        return bool(diff.mean() > NOISE_SE * se)
+
+    clears = beats(reference) and (baseline not in names or beats(baseline))
+    return best if clears else names.index(reference)
 
 
 def _verbose(estimator: Any, verbose: bool) -> Any:
@@ -296,7 +313,8 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     multi_label_ : bool
         Whether ``y`` was a 0/1 indicator matrix.
     cv_results_ : dict or None
-        ``GridSearchCV``'s results, one row per candidate in order, with the time
+        ``GridSearchCV``'s results, one row per candidate in order and a last row,
+        ``"constant"``, for the prior-class predictor the pick must beat, with the time
         each took (``mean_fit_time``, ``mean_score_time``, per fold, in seconds: the
         first candidate of a fold also pays the model's pass over its rows); ``None``
         for the fallback.
@@ -383,6 +401,11 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         if self.candidates is None:
             return default_candidates(self._default_source("candidates are", "candidates"), multi_label)
         check_named_estimators(self.candidates, "candidates")
+        if any(name == CONSTANT for name, _ in self.candidates):
+            raise ValueError(
+                f"{CONSTANT!r} is the name of the prior-class predictor that the search adds as the bar "
+                "a candidate must clear; name the candidate otherwise."
+            )
         return list(self.candidates)
 
     def _fallback(self, multi_label: bool) -> Any:
@@ -445,11 +468,13 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         scoring = self.scoring
         if scoring is None:
             scoring = "f1_micro" if multi_label else "neg_log_loss"
-        names = [name for name, _ in candidates]
+        # The prior-class predictor is cross-validated too: the bar of pick_within_noise.
+        names = [name for name, _ in candidates] + [CONSTANT]
         estimators = [_verbose(estimator, self.verbose) for _, estimator in candidates]
+        estimators.append(DummyClassifier(strategy="prior"))
         in_process = self.n_jobs in (None, 1)
         with tqdm(
-            total=len(candidates) * cv.get_n_splits(X, y), desc="candidates x folds",
+            total=len(estimators) * cv.get_n_splits(X, y), desc="candidates x folds",
             disable=not (self.verbose and in_process),
         ) as bar:  # fmt: skip
             if self.verbose and in_process:

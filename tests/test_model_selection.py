@@ -9,6 +9,7 @@ import pytest
 from conftest import SENTIMENT_X, SENTIMENT_Y
 from sklearn.base import clone
 from sklearn.datasets import make_classification
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.naive_bayes import GaussianNB
@@ -17,7 +18,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skllm_fewshot import FewShotLLMClassifier
 from skllm_fewshot.ensemble import ProductOfExperts
-from skllm_fewshot.model_selection import FewShotLLMClassifierCV, default_candidates, default_fallback
+from skllm_fewshot.model_selection import (
+    FewShotLLMClassifierCV,
+    default_candidates,
+    default_fallback,
+    pick_within_noise,
+)
 
 X = np.array(SENTIMENT_X * 2, dtype=object)
 Y = np.array(SENTIMENT_Y * 2, dtype=object)
@@ -54,14 +60,17 @@ def test_fit_is_the_grid_search_over_the_candidates(make_clf):
     search = FewShotLLMClassifierCV(clf, random_state=0).fit(X, Y)
     # The default folds: min(3, k) stratified, repeated ceil(8 / k) times (k = 6 here).
     cv = RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=0)
-    candidates = default_candidates(clf)
+    # The candidates, then the prior-class predictor that the pick must beat.
+    candidates = [*default_candidates(clf), ("constant", DummyClassifier(strategy="prior"))]
     by_hand = GridSearchCV(
         Pipeline([("model", candidates[0][1])]), {"model": [c for _, c in candidates]},
         scoring="neg_log_loss", cv=cv, error_score="raise",
+        refit=lambda results: pick_within_noise(results, [*NAMES, "constant"]),
     ).fit(X, Y)  # fmt: skip
     assert search.best_name_ == NAMES[by_hand.best_index_]
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], by_hand.cv_results_["mean_test_score"])
-    assert search.best_score_ == pytest.approx(by_hand.best_score_)
+    assert search.best_score_ == pytest.approx(by_hand.cv_results_["mean_test_score"][by_hand.best_index_])
+    assert search.cv_results_["mean_test_score"][-1] == pytest.approx(-np.log(3))  # the constant: uniform
     np.testing.assert_allclose(search.predict_proba(SENTIMENT_X), by_hand.predict_proba(SENTIMENT_X), atol=1e-9)
     np.testing.assert_array_equal(search.classes_, ["negative", "neutral", "positive"])
     assert set(search.predict(SENTIMENT_X)) <= set(search.classes_)
@@ -90,7 +99,7 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
     )
     assert search.get_params()["classifier__random_state"] == 0
     search.fit(X, Y)
-    assert search.best_name_ in ("prompt", "head") and len(search.cv_results_["params"]) == 2
+    assert search.best_name_ in ("prompt", "head") and len(search.cv_results_["params"]) == 3  # and the constant
     restored = pickle.loads(pickle.dumps(search))
     np.testing.assert_allclose(restored.predict_proba(SENTIMENT_X), search.predict_proba(SENTIMENT_X))
 
@@ -141,12 +150,12 @@ def test_verbose_shows_one_bar_over_candidates_and_folds_and_times_are_reported(
     assert capsys.readouterr().err == ""
     loud = FewShotLLMClassifierCV(make_clf(), random_state=0, verbose=True).fit(X, Y)
     err = capsys.readouterr().err
-    # 8 candidates x 3 folds x 2 repeats, the bar at its end.
-    assert "candidates x folds" in err and "48/48" in err
+    # 8 candidates and the constant x 3 folds x 2 repeats, the bar at its end.
+    assert "candidates x folds" in err and "54/54" in err
     assert loud.best_name_ == quiet.best_name_
     np.testing.assert_allclose(loud.cv_results_["mean_test_score"], quiet.cv_results_["mean_test_score"])
     for key in ("mean_fit_time", "std_fit_time", "mean_score_time"):
-        assert loud.cv_results_[key].shape == (len(NAMES),) and (loud.cv_results_[key] >= 0).all()
+        assert loud.cv_results_[key].shape == (len(NAMES) + 1,) and (loud.cv_results_[key] >= 0).all()
     assert loud.refit_time_ > 0
     fallback = FewShotLLMClassifierCV(make_clf(), verbose=True).fit(SENTIMENT_X[:3], SENTIMENT_Y[:3])
     assert fallback.best_name_ == "fallback" and fallback.refit_time_ > 0
@@ -166,7 +175,7 @@ def test_multi_label_targets_search_their_own_candidates(make_clf):
     names = [name for name, _ in default_candidates(make_clf(), multi_label=True)]
     assert names == ["head_C0.01", "head_C0.1", "head_last_C0.1", "head_last_C1", "union_C10", "union_C100",
                      "prompt"]  # fmt: skip
-    assert search.best_name_ in names and len(search.cv_results_["mean_test_score"]) == len(names)
+    assert search.best_name_ in names and len(search.cv_results_["mean_test_score"]) == len(names) + 1
     # The default scoring for indicator targets is micro-F1, between 0 and 1.
     assert 0 <= search.best_score_ <= 1
     predicted = search.predict(ML_X)
@@ -206,9 +215,28 @@ def test_the_pick_keeps_the_prompt_unless_a_candidate_beats_it_beyond_noise():
     assert NOISE_SE > 0
 
 
-def test_the_search_refits_what_the_rule_picks(make_clf):
+def test_a_candidate_no_better_than_the_constant_does_not_replace_the_prompt():
     from skllm_fewshot.model_selection import pick_within_noise
 
-    search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X, Y)
-    names = [name for name, _ in default_candidates(make_clf())]
-    assert search.best_name_ == names[pick_within_noise(search.cv_results_, names)]
+    def results(*per_split):
+        per_split = np.array(per_split, dtype=float)
+        return {**{f"split{i}_test_score": row for i, row in enumerate(per_split)},
+                "mean_test_score": per_split.mean(axis=0)}  # fmt: skip
+
+    names = ["union", "prompt", "constant"]
+    # SST-2 with 2 rows per class: the union is as unsure as the constant (ln 2), the prompt
+    # surer and more often wrong on these rows; the union beats the prompt but not the constant.
+    flat = results([-0.78, -0.80, -0.693], [-0.66, -0.86, -0.693], [-0.60, -0.79, -0.693], [-0.74, -0.77, -0.693])
+    assert pick_within_noise(flat, names) == 1
+    # A union that has learned something clears both.
+    learned = results([-0.40, -0.80, -0.693], [-0.35, -0.86, -0.693], [-0.45, -0.79, -0.693])
+    assert pick_within_noise(learned, names) == 0
+    # The constant itself is never the pick, even when best.
+    assert pick_within_noise(results([-0.9, -0.8, -0.5], [-0.9, -0.8, -0.5]), names) == 1
+
+
+def test_a_candidate_may_not_take_the_constant_s_name(make_clf):
+    with pytest.raises(ValueError, match="'constant' is the name"):
+        FewShotLLMClassifierCV(candidates=[("constant", GaussianNB()), ("nb", GaussianNB())]).fit(
+            np.ones((6, 2)), [0, 1] * 3
+        )
