@@ -13,6 +13,11 @@ texts)``, ``features(engine, texts)``):
 
 :class:`KNNPrompting` (Xu et al. 2023) is a head estimator of its own: nearest
 labelled rows by the KL divergence of their label distributions.
+
+For a 0/1 indicator target, :class:`MultiLabelPromptHead` (each label's ``"yes"``
+probability, calibrated) and :class:`MultiLabelFeatureHead` (one-vs-rest on the same
+features) are the same two kinds per label; their thresholds come from
+:mod:`skllm_fewshot.multilabel`, which owns the target side and imports nothing here.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .calibration import domain_queries, mean_log_prior
+from .multilabel import tune_thresholds
 from .scoring import softmax
 
 __all__ = ["HEAD_FEATURES", "FeatureHead", "KNNPrompting", "PromptHead", "feature_names", "make_head"]
@@ -171,6 +179,61 @@ class FeatureHead:
         return self.estimator_.predict_proba(self.features(engine, texts, truncated))
 
 
+class MultiLabelPromptHead(PromptHead):
+    """Each label's probability of ``"yes"`` under the prompt, calibrated or not."""
+
+    def __init__(self, calibrate: bool | str, threshold: Any = "auto", random_state: Any = None) -> None:
+        super().__init__(calibrate, random_state)
+        self.threshold = threshold
+
+    def _uncalibrated(self, engine: Any, texts: Sequence[str]) -> np.ndarray:
+        return engine.label_proba(texts)
+
+    def _content_free(self, engine: Any) -> np.ndarray:
+        return engine.content_free_label_proba()
+
+    def _combined(self, content_free: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        # Per label, the mean of the two log-odds of "yes".
+        odds = logit(np.clip(content_free, 1e-12, 1 - 1e-12)) + logit(np.clip(domain, 1e-12, 1 - 1e-12))
+        return expit(odds / 2)
+
+    def fit(self, engine: Any, texts: Sequence[str], Y: np.ndarray) -> MultiLabelPromptHead:
+        super().fit(engine, texts, Y)
+        n_labels = len(engine.prompt.label_words)
+        if self.threshold != "auto":
+            self.thresholds_ = np.full(n_labels, float(self.threshold))
+        elif len(texts):
+            self.thresholds_ = tune_thresholds(self.predict_proba(engine, texts), Y)
+        else:
+            self.thresholds_ = np.full(n_labels, 0.5)
+        return self
+
+    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        return engine.label_proba(texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated)
+
+
+class MultiLabelFeatureHead:
+    """One-vs-rest: the head's classifier per label, on the same features of every row."""
+
+    def __init__(self, feature_head: Any, threshold: Any = "auto") -> None:
+        self.feature_head = feature_head
+        self.threshold = threshold
+
+    def fit(self, engine: Any, texts: Sequence[str], Y: np.ndarray) -> MultiLabelFeatureHead:
+        head = self.feature_head
+        head.estimator = OneVsRestClassifier(clone(head.estimator))
+        head.fit(engine, texts, Y)
+        # Probabilities on the rows the head was fitted on are too sure to tune on.
+        self.thresholds_ = np.full(Y.shape[1], 0.5 if self.threshold == "auto" else float(self.threshold))
+        return self
+
+    def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        return self.feature_head.features(engine, texts, truncated)
+
+    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        return self.feature_head.predict_proba(engine, texts, truncated)
+
+
 def make_head(
     head: Any, calibrate: bool | str, layers: Any = "auto", kind: str = "auto", multi_label: bool = False,
     threshold: Any = "auto", random_state: Any = None,
@@ -184,8 +247,6 @@ def make_head(
     >>> type(make_head(None, True)).__name__, type(make_head(LogisticRegression(), True)).__name__
     ('PromptHead', 'FeatureHead')
     """
-    from .multilabel import MultiLabelFeatureHead, MultiLabelPromptHead
-
     if head is None:
         if multi_label:
             return MultiLabelPromptHead(calibrate, threshold, random_state)

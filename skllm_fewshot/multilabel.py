@@ -1,26 +1,26 @@
-"""Multi-label classification: indicator targets, per-label heads and thresholds.
+"""Multi-label classification: indicator targets and per-label thresholds.
 
 Each label is judged on its own: after the query, every label's ``"word: yes"`` and
 ``"word: no"`` are scored as branches of the label trie, so the query's tokens are
 computed once and the cost grows with the labels' tokens, not with labels x query
 (:meth:`~skllm_fewshot.engine.PromptScorer.label_proba`). A label is predicted when
 its probability reaches its threshold.
+
+This module owns the target side: what an indicator ``y`` is (:func:`is_indicator`,
+:func:`check_indicator`), the per-label thresholds (:func:`tune_thresholds`) and the
+decision (:func:`decide`). The multi-label heads that produce the probabilities,
+``MultiLabelPromptHead`` and ``MultiLabelFeatureHead``, live with the other heads in
+:mod:`skllm_fewshot.heads`, which imports this module (never the other way round).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logit
-from sklearn.base import clone
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils.multiclass import type_of_target
 
-from .heads import PromptHead
-
-__all__ = ["MultiLabelFeatureHead", "MultiLabelPromptHead", "check_indicator", "decide", "is_indicator", "tune_thresholds"]
+__all__ = ["check_indicator", "decide", "is_indicator", "tune_thresholds"]
 
 # Rows per label, with and without it, before a threshold is tuned on the training rows.
 MIN_ROWS_TO_TUNE = 5
@@ -109,58 +109,3 @@ def decide(proba: np.ndarray, thresholds: np.ndarray, at_least_one: bool) -> np.
         empty = ~out.any(axis=1)
         out[empty, np.argmax(proba[empty] - thresholds, axis=1)] = 1
     return out
-
-
-class MultiLabelPromptHead(PromptHead):
-    """Each label's probability of ``"yes"`` under the prompt, calibrated or not."""
-
-    def __init__(self, calibrate: bool | str, threshold: Any = "auto", random_state: Any = None) -> None:
-        super().__init__(calibrate, random_state)
-        self.threshold = threshold
-
-    def _uncalibrated(self, engine: Any, texts: Sequence[str]) -> np.ndarray:
-        return engine.label_proba(texts)
-
-    def _content_free(self, engine: Any) -> np.ndarray:
-        return engine.content_free_label_proba()
-
-    def _combined(self, content_free: np.ndarray, domain: np.ndarray) -> np.ndarray:
-        # Per label, the mean of the two log-odds of "yes".
-        odds = logit(np.clip(content_free, 1e-12, 1 - 1e-12)) + logit(np.clip(domain, 1e-12, 1 - 1e-12))
-        return expit(odds / 2)
-
-    def fit(self, engine: Any, texts: Sequence[str], Y: np.ndarray) -> MultiLabelPromptHead:
-        super().fit(engine, texts, Y)
-        n_labels = len(engine.prompt.label_words)
-        if self.threshold != "auto":
-            self.thresholds_ = np.full(n_labels, float(self.threshold))
-        elif len(texts):
-            self.thresholds_ = tune_thresholds(self.predict_proba(engine, texts), Y)
-        else:
-            self.thresholds_ = np.full(n_labels, 0.5)
-        return self
-
-    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.label_proba(texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated)
-
-
-class MultiLabelFeatureHead:
-    """One-vs-rest: the head's classifier per label, on the same features of every row."""
-
-    def __init__(self, feature_head: Any, threshold: Any = "auto") -> None:
-        self.feature_head = feature_head
-        self.threshold = threshold
-
-    def fit(self, engine: Any, texts: Sequence[str], Y: np.ndarray) -> MultiLabelFeatureHead:
-        head = self.feature_head
-        head.estimator = OneVsRestClassifier(clone(head.estimator))
-        head.fit(engine, texts, Y)
-        # Probabilities on the rows the head was fitted on are too sure to tune on.
-        self.thresholds_ = np.full(Y.shape[1], 0.5 if self.threshold == "auto" else float(self.threshold))
-        return self
-
-    def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return self.feature_head.features(engine, texts, truncated)
-
-    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return self.feature_head.predict_proba(engine, texts, truncated)
