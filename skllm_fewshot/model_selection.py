@@ -171,10 +171,9 @@ def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
     return ProductOfExperts([("prompt", prompt), ("union", _union(prompt, 100.0))])
 
 
-# How many standard errors of the paired fold-by-fold difference a candidate must beat
-# the prompt (and the constant predictor) by before it replaces the prompt: the
-# one-standard-error rule of Breiman et al.
-NOISE_SE = 1.0
+# How many standard errors of the fold-by-fold difference with the constant predictor
+# the best candidate must clear to replace the prompt (benchmarks/bench_pick_rule.py).
+NOISE_SE = 2.0
 # The name of the prior-class predictor cross-validated beside the candidates: the bar
 # a candidate must clear to show that it learned anything from the rows.
 CONSTANT = "constant"
@@ -183,14 +182,15 @@ CONSTANT = "constant"
 def pick_within_noise(
     cv_results: dict, names: Sequence[str], reference: str = "prompt", baseline: str = CONSTANT
 ) -> int:
-    """The best candidate, or ``reference`` unless the best beats it, and ``baseline``, beyond the folds' noise.
+    """The best candidate, unless it does not beat the constant predictor beyond noise: then ``reference``.
 
-    Each difference is taken fold by fold (the same held-out rows); the best is kept
-    only if its mean gain over ``reference`` and over ``baseline`` (the prior-class
-    predictor) each exceed ``NOISE_SE`` standard errors. With 2-4 rows per class a few
-    held-out rows decide each fold: a head or a union that is merely less sure than
-    the prompt (its log-loss near the constant's) would otherwise replace a prompt that
-    knows the task from its instruction. ``baseline`` itself is never the pick.
+    The best candidate by mean score replaces ``reference`` (the prompt) only if its
+    gain over ``baseline`` (the prior-class predictor, cross-validated on the same
+    folds), taken fold by fold, exceeds ``NOISE_SE`` standard errors. With 2-4 rows
+    per class a few held-out rows decide each fold, and a head or a union that is
+    merely less sure than the prompt (its log-loss near the constant's) wins the mean
+    log-loss while knowing nothing; the prompt at least knows the task from its
+    instruction. ``baseline`` itself is never the pick.
 
     Parameters
     ----------
@@ -199,26 +199,35 @@ def pick_within_noise(
     names : sequence of str
         The candidates' names, in the order of ``cv_results``.
     reference : str, default="prompt"
-        The candidate kept unless beaten; without one of that name, the best is taken.
+        The candidate kept when the best does not clear the bar; without one of that
+        name (or without ``baseline``), the best is taken.
     baseline : str, default="constant"
-        The candidate that the best must also beat (if there is one of that name).
+        The candidate whose fold scores are the bar.
 
     Returns
     -------
     int
         The index of the pick.
 
+    Notes
+    -----
+    Measured on the development sets (``docs/accuracy_log.md``): requiring the best
+    to beat the *prompt* beyond noise instead lost 3-4 points on SST-2 at k = 4 and
+    8, where a head is better but by less than its spread over a few folds; the bar
+    of the constant keeps those picks and drops the uninformative ones.
+
     Examples
     --------
     >>> import numpy as np
     >>> from skllm_fewshot.model_selection import pick_within_noise
-    >>> lucky = {"mean_test_score": np.array([-0.60, -0.65]),
-    ...          "split0_test_score": np.array([-0.2, -0.7]), "split1_test_score": np.array([-1.0, -0.6])}
-    >>> pick_within_noise(lucky, ["head", "prompt"])
+    >>> def results(*folds):
+    ...     folds = np.array(folds)
+    ...     return {"mean_test_score": folds.mean(0), **{f"split{i}_test_score": f for i, f in enumerate(folds)}}
+    >>> names = ["union", "prompt", "constant"]
+    >>> # As unsure as the constant (ln 2 = 0.693), better than the prompt only in the mean:
+    >>> pick_within_noise(results([-0.78, -0.80, -0.69], [-0.62, -0.86, -0.69], [-0.70, -0.79, -0.69]), names)
     1
-    >>> clear = {"mean_test_score": np.array([-0.30, -0.65]),
-    ...          "split0_test_score": np.array([-0.3, -0.7]), "split1_test_score": np.array([-0.3, -0.6])}
-    >>> pick_within_noise(clear, ["head", "prompt"])
+    >>> pick_within_noise(results([-0.40, -0.80, -0.69], [-0.35, -0.86, -0.69], [-0.45, -0.79, -0.69]), names)
     0
     """
     names = list(names)
@@ -226,18 +235,13 @@ def pick_within_noise(
     if baseline in names:
         means[names.index(baseline)] = -np.inf
     best = int(np.nanargmax(means))
-    if reference not in names or names[best] == reference:
+    if reference not in names or baseline not in names or names[best] == reference:
         return best
     n_splits = sum(1 for key in cv_results if key.startswith("split") and key.endswith("_test_score"))
     folds = np.array([cv_results[f"split{i}_test_score"] for i in range(n_splits)], dtype=float)
-
-    def beats(other: str) -> bool:
-        diff = folds[:, best] - folds[:, names.index(other)]
-        se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else np.inf
-        return bool(diff.mean() > NOISE_SE * se)
-
-    clears = beats(reference) and (baseline not in names or beats(baseline))
-    return best if clears else names.index(reference)
+    gain = folds[:, best] - folds[:, names.index(baseline)]
+    se = gain.std(ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else np.inf
+    return best if gain.mean() > NOISE_SE * se else names.index(reference)
 
 
 def _verbose(estimator: Any, verbose: bool) -> Any:
@@ -265,10 +269,10 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     """The prompt, a head or a union with TF-IDF: whichever cross-validates best.
 
     ``fit`` cross-validates each candidate on the labelled rows (``GridSearchCV``
-    over the candidates) and refits the best on all of them; a candidate replaces
-    the ``prompt`` only where it beats it beyond the folds' noise
-    (:func:`pick_within_noise`), so that with 2-4 rows per class a lucky head does
-    not replace a prompt that knows the task. With a single row in some class
+    over the candidates) and refits the best on all of them; the best replaces the
+    ``prompt`` only where it beats the constant predictor beyond the folds' noise
+    (:func:`pick_within_noise`), so that with 2-4 rows per class a head or a union
+    that has learned nothing does not replace a prompt that knows the task. With a single row in some class
     nothing can be cross-validated, and ``fallback`` is fitted instead. The target
     may be one class per row or a 0/1 indicator matrix (multi-label: ``predict``
     returns one).
