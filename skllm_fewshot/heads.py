@@ -36,7 +36,16 @@ from .calibration import domain_queries, mean_log_prior
 from .multilabel import tune_thresholds
 from .scoring import softmax
 
-__all__ = ["HEAD_FEATURES", "FeatureHead", "KNNPrompting", "PromptHead", "feature_names", "make_head"]
+__all__ = [
+    "HEAD_FEATURES",
+    "FeatureHead",
+    "KNNPrompting",
+    "MultiLabelFeatureHead",
+    "MultiLabelPromptHead",
+    "PromptHead",
+    "feature_names",
+    "make_head",
+]
 
 HEAD_FEATURES = ("auto", "hidden", "scores", "both")
 
