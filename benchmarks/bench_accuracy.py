@@ -137,7 +137,9 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
         # The pick's fallback with one row per class.
         "prompt_union": default_fallback(llm()),
     }
-    configs["pick"] = FewShotLLMClassifierCV(llm(), random_state=draw)
+    # The pick first: its refit reads the test rows' features under the prompt that the
+    # prompt, the head and the union share, and they take them from the feature cache.
+    configs = {"pick": FewShotLLMClassifierCV(llm(), random_state=draw), **configs}
     return {name: model for name, model in configs.items() if name in configs_run}
 
 

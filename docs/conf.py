@@ -65,6 +65,8 @@ exclude_patterns = [
     "performance_latest.md",
     # Written by benchmarks/bench_accuracy.py; accuracy.md holds the record.
     "accuracy_latest.md",
+    # Written by benchmarks/bench_startup.py; performance.md holds the record.
+    "startup_latest.md",
     # sphinx-gallery's own outputs that are not pages.
     "auto_examples/*.ipynb",
     "auto_examples/*.py",

@@ -1,0 +1,136 @@
+"""How ``FewShotLLMClassifierCV`` picks with few rows: its rule against the plain best, by k.
+
+For each task, draw and k of ``bench_accuracy.py`` (the same rows, the same folds), the
+search is cross-validated on the k rows and each candidate's fold scores are kept
+(no test rows are predicted here). Each pick is then read against the test accuracies
+that ``bench_accuracy.py`` recorded in ``docs/accuracy.jsonl`` for the same cells: the
+plain best by mean log-loss is its ``pick`` (the rule before this one), and where a
+rule keeps the prompt, the pick scores what ``prompt`` scored. A rule is thus measured
+on 300 test rows per cell without a second pass over them.
+
+    python benchmarks/bench_pick_rule.py --ks 2 4 8 --draws 5 --mas PATH
+    python benchmarks/bench_pick_rule.py --report        # only the table, from docs/pick_rule.jsonl
+
+Appends to ``docs/pick_rule.jsonl``; the table goes to stdout (``docs/accuracy_log.md`` quotes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task, make_configs  # noqa: E402
+from _common import DEFAULT_DATA, ROOT  # noqa: E402
+
+CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
+
+
+def collect(args: argparse.Namespace) -> None:
+    import torch
+
+    from skllm_fewshot.model_selection import CONSTANT, default_candidates
+
+    torch.set_num_threads(args.threads)
+    with open(CV_FILE, "a", encoding="utf-8") as out:
+        for task in args.tasks:
+            X, y, _, _ = load_task(task, args, 300)
+            for draw in range(args.first_draw, args.first_draw + args.draws):
+                order = draw_rows(y, draw, max(args.ks))
+                for k in args.ks:
+                    if k < 2:
+                        continue
+                    rows = np.concatenate([o[:k] for o in order])
+                    search = make_configs(task, draw, ["pick"])["pick"]
+                    start = time.perf_counter()
+                    search.fit(X[rows], y[rows])
+                    cv = search.cv_results_
+                    splits = sorted((key for key in cv if key.startswith("split") and key.endswith("_test_score")),
+                                    key=lambda key: int(key[5:].split("_")[0]))
+                    names = [n for n, _ in default_candidates(search.classifier)] + [CONSTANT]
+                    record = dict(task=task, draw=draw, k=k, picked=search.best_name_, fit_s=time.perf_counter() - start,
+                                  cv_scores={n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)})
+                    out.write(json.dumps(record) + "\n")
+                    out.flush()
+                    print(task, draw, k, search.best_name_, f"{record['fit_s']:.0f} s", flush=True)
+
+
+def accuracies() -> dict:
+    """The latest recorded test accuracy of each (task, draw, k, config) in docs/accuracy.jsonl."""
+    merged = {}
+    for line in open(ROOT / "docs" / "accuracy.jsonl", encoding="utf-8"):
+        if line.strip():
+            for r in json.loads(line).get("records", []):  # the first lines are of an older format
+                merged[(r["task"], r["draw"], r["k"], r["config"])] = r
+    return merged
+
+
+def rule(cv_scores: dict, n_se: float | None, bars: tuple[str, ...]) -> str:
+    """The name a rule picks: the best, unless it fails to beat each of ``bars`` by n_se SE (then the prompt)."""
+    names = [n for n in cv_scores if n != "constant"]
+    best = max(names, key=lambda n: np.mean(cv_scores[n]))
+    if best == "prompt" or n_se is None:
+        return best
+    for other in bars:
+        diff = np.array(cv_scores[best]) - np.array(cv_scores[other])
+        se = diff.std(ddof=1) / math.sqrt(len(diff))
+        if not diff.mean() > n_se * se:
+            return "prompt"
+    return best
+
+
+def report() -> str:
+    acc = accuracies()
+    cells = {}
+    for line in open(CV_FILE, encoding="utf-8"):
+        r = json.loads(line)
+        cells[(r["task"], r["draw"], r["k"])] = r
+    rules = {"plain best (before)": (None, ()), "1 SE over prompt": (1.0, ("prompt",)),
+             "1 SE over prompt and constant": (1.0, ("prompt", "constant")),
+             "1 SE over constant": (1.0, ("constant",)), "2 SE over constant": (2.0, ("constant",))}
+    lines = ["| task | k | prompt | " + " | ".join(rules) + " |", "|---" * (len(rules) + 3) + "|"]
+    for task in dict.fromkeys(t for t, _, _ in cells):
+        for k in sorted({k for t, _, k in cells if t == task}):
+            draws = sorted(d for t, d, kk in cells if t == task and kk == k)
+            prompt = [acc[(task, d, k, "prompt")]["accuracy"] for d in draws]
+            row = [task, str(k), f"{np.mean(prompt):.3f}"]
+            for n_se, bars in rules.values():
+                scores = []
+                for d in draws:
+                    cell = cells[(task, d, k)]
+                    plain, chosen = rule(cell["cv_scores"], None, ()), rule(cell["cv_scores"], n_se, bars)
+                    if chosen == plain:
+                        scores.append(acc[(task, d, k, "pick")]["accuracy"])
+                    else:  # the rules differ only in keeping the prompt
+                        assert chosen == "prompt", chosen
+                        scores.append(acc[(task, d, k, "prompt")]["accuracy"])
+                kept = sum(rule(cells[(task, d, k)]["cv_scores"], n_se, bars) == "prompt" for d in draws)
+                row.append(f"{np.mean(scores):.3f} ({kept} prompt)")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
+    parser.add_argument("--ks", nargs="+", type=int, default=[2, 4, 8])
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--first-draw", type=int, default=0)
+    parser.add_argument("--data-dir", default=str(BENCH_DATA))
+    parser.add_argument("--mas", default=str(DEFAULT_DATA))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report", action="store_true", help="only the table, from the recorded fold scores")
+    args = parser.parse_args(argv)
+    if not args.report:
+        collect(args)
+    print(report())
+
+
+if __name__ == "__main__":
+    main()
