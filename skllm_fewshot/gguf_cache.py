@@ -165,7 +165,18 @@ class ConvertedModelCache:
     # -- identity ------------------------------------------------------------------
 
     def file_hash(self, gguf: Path) -> str:
-        """The SHA-256 of ``gguf``, read once per (path, size, modification time) and remembered."""
+        """The SHA-256 of ``gguf``, read once per (path, size, modification time) and remembered.
+
+        Parameters
+        ----------
+        gguf : pathlib.Path
+            The GGUF file.
+
+        Returns
+        -------
+        str
+            The hexadecimal digest.
+        """
         stat = gguf.stat()
         key = str(gguf.resolve())
         stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -184,7 +195,20 @@ class ConvertedModelCache:
         return digest
 
     def entry_path(self, gguf: Path, dtype: str) -> Path:
-        """The folder of ``gguf`` converted to ``dtype`` by this transformers version."""
+        """The folder of ``gguf`` converted to ``dtype`` by this transformers version.
+
+        Parameters
+        ----------
+        gguf : pathlib.Path
+            The GGUF file.
+        dtype : str
+            The dtype of the converted weights, e.g. ``"float32"``.
+
+        Returns
+        -------
+        pathlib.Path
+            ``<root>/<file stem>-<hash prefix>-<dtype>-transformers<version>``.
+        """
         import transformers
 
         name = f"{gguf.stem}-{self.file_hash(gguf)[:16]}-{dtype}-transformers{transformers.__version__}"
@@ -194,7 +218,17 @@ class ConvertedModelCache:
 
     @staticmethod
     def is_complete(entry: Path) -> bool:
-        """Whether every file the manifest names is there with its size (a truncated copy is not)."""
+        """Whether every file the manifest names is there with its size (a truncated copy is not).
+
+        Parameters
+        ----------
+        entry : pathlib.Path
+            An entry's folder.
+
+        Returns
+        -------
+        bool
+        """
         manifest = _read_json(entry / MANIFEST)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not manifest["files"]:
             return False
