@@ -19,10 +19,13 @@ every configuration is fitted on the same k rows and scored on the same test row
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
 - ``prompt_union``: ``ProductOfExperts`` of the prompt and the union;
+- ``lora``: prompt-based LoRA fine-tuning (``head=LoRAFineTuning()``, uncalibrated) on
+  all k rows per class, under the same one-example-per-class prompt;
 - ``pick``: ``FewShotLLMClassifierCV``: what ``GridSearchCV`` (neg log-loss, stratified
   ``min(3, k)`` folds, repeated ``ceil(8 / k)`` times) picks among the head (C=0.01 or
-  0.1), the union (C=30, 100, 300 or 1000), prompt and prompt_batch on the k rows alone; with
-  one row per class nothing can be cross-validated and the pick is prompt_union.
+  0.1), the union (C=30, 100, 300 or 1000), prompt and prompt_batch, and from k = 8
+  lora, on the k rows alone; with one row per class nothing can be cross-validated and
+  the pick is prompt_union.
 
 Writes ``docs/accuracy.md``, ``docs/accuracy_vs_k.png`` and a JSON line to ``docs/accuracy.jsonl``.
 
@@ -47,7 +50,7 @@ from _common import DEFAULT_DATA, ROOT  # noqa: E402
 BENCH_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 KS = (1, 2, 4, 8, 16, 32)
 CONFIGS = ("seed", "prompt", "prompt_cf", "prompt_batch", "head", "knn", "tfidf_word", "tfidf_char", "union",
-           "prompt_tfidf", "prompt_union", "pick")
+           "prompt_tfidf", "prompt_union", "lora", "pick")
 
 # Per task: instruction, text and label field names, label words.
 TASKS = {
@@ -102,6 +105,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
 
     from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
     from skllm_fewshot.ensemble import ProductOfExperts
+    from skllm_fewshot.finetuning import LoRAFineTuning
     from skllm_fewshot.model_selection import default_candidates, default_fallback
 
     options = dict(TASKS[task])
@@ -136,6 +140,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
         "prompt_tfidf": ProductOfExperts([("prompt", llm()), ("tfidf", tfidf_char)]),
         # The pick's fallback with one row per class.
         "prompt_union": default_fallback(llm()),
+        "lora": llm(head=LoRAFineTuning(), calibrate=False),
     }
     # The pick first: its refit reads the test rows' features under the prompt that the
     # prompt, the head and the union share, and they take them from the feature cache.
@@ -146,8 +151,6 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
 def run_task(task: str, args_dict: dict) -> list[dict]:
     import torch
     from sklearn.metrics import accuracy_score, log_loss
-
-    from skllm_fewshot.model_selection import default_candidates
 
     torch.set_num_threads(args_dict["threads"])
     args = argparse.Namespace(**args_dict)
@@ -173,7 +176,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                                     predict_s_per_row=(done - fitted) / len(Xt), picked=picked))
                 cv = getattr(model, "cv_results_", None)
                 if cv is not None:  # each candidate's fold scores, to study the pick's rule offline
-                    names = [n for n, _ in model.candidates or default_candidates(model.classifier)]
+                    names = list(cv["name"])
                     splits = sorted(key for key in cv if key.startswith("split") and key.endswith("_test_score"))
                     records[-1]["cv_scores"] = {n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)}
                 print(json.dumps({k_: v for k_, v in records[-1].items()}), flush=True)

@@ -41,11 +41,11 @@ print(f"zero-shot, names and descriptions: {described.score(X, y):.3f}")
 # Against one labelled example per class
 # --------------------------------------
 #
-# Averaged over 5 draws of the examples, scored on the tweets not in the prompt.
+# Averaged over 3 draws of the examples, scored on the tweets not in the prompt.
 import numpy as np
 
 one_shot = []
-for seed in range(5):
+for seed in range(3):
     clf = FewShotLLMClassifier(instruction=instruction, text_name="Tweet", label_name="Categoría",
                                n_examples_per_class=1, random_state=seed).fit(X, y)
     rest = ~X.isin([text for text, _ in clf.examples_])

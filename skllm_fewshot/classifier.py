@@ -93,10 +93,13 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         texts); ``"batch"``: the mean probabilities of the training texts (Zhou et
         al. 2024); ``False``: nothing, the seed's method. The random bags follow
         ``random_state``. Example: ``calibrate=False``.
-    head : None, "knn" or classifier, default=None
+    head : None, "knn", "lora", LoRAFineTuning or classifier, default=None
         ``None``: the label softmax. A scikit-learn classifier, cloned and fitted on
         features of every training row read where the label is predicted (nested
-        parameters: ``head__C``); ``"knn"``: kNN Prompting. See ``docs/accuracy.md``.
+        parameters: ``head__C``); ``"knn"``: kNN Prompting; ``"lora"`` or a
+        :class:`~skllm_fewshot.finetuning.LoRAFineTuning`: prompt-based fine-tuning
+        of a LoRA adapter on every row (needs ``peft``; ``calibrate`` does not apply).
+        See ``docs/accuracy.md``.
         Example: ``make_pipeline(StandardScaler(), LogisticRegression(C=0.01))``.
     head_layers : "auto", int or list of int, default="auto"
         Hidden-state layers a head reads, averaged; ``"auto"``: 55, 65 and 80% of

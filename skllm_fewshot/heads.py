@@ -262,11 +262,20 @@ def make_head(
         return PromptHead(calibrate, random_state)
     if isinstance(head, str) and head == "knn":
         head = KNNPrompting()
+    if isinstance(head, str) and head == "lora":
+        # Imported here: fine-tuning builds on this module's FeatureHead.
+        from .finetuning import LoRAFineTuning
+
+        head = LoRAFineTuning()
+    if hasattr(head, "build_head"):
+        if kind not in HEAD_FEATURES:
+            raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")
+        return head.build_head(layers, "hidden" if kind == "auto" else kind, threshold, random_state)
     usable = hasattr(head, "fit") and hasattr(head, "predict_proba") and hasattr(head, "get_params")
     if not (usable and is_classifier(head)):
         raise ValueError(
-            f"head={head!r} is not valid; use None (the prompt's label softmax), 'knn', or a scikit-learn "
-            "classifier with predict_proba, e.g. LogisticRegression()."
+            f"head={head!r} is not valid; use None (the prompt's label softmax), 'knn', 'lora' (fine-tuning, "
+            "or LoRAFineTuning(...)), or a scikit-learn classifier with predict_proba, e.g. LogisticRegression()."
         )
     if kind not in HEAD_FEATURES:
         raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")

@@ -14,6 +14,7 @@ once per fold's prompt, not once per candidate.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import time
 from typing import Any, Sequence
@@ -37,9 +38,16 @@ from ._validation import check_named_estimators, copy_input_attributes, shared_i
 from .classifier import FewShotLLMClassifier
 from .ensemble import ProductOfExperts
 from .feature_extraction import LLMFeatures
+from .finetuning import LoRAFineTuning
 from .multilabel import check_indicator, is_indicator
 
-__all__ = ["CONSTANT", "FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
+__all__ = ["CONSTANT", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
+
+
+# From this many rows in the rarest class the default candidates include fine-tuning
+# (with peft installed): below it, the fine-tuned candidate rarely won the
+# cross-validation and cost the most (docs/accuracy_log.md).
+FINE_TUNE_MIN_ROWS = 8
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -71,7 +79,9 @@ def _union(prompt: FewShotLLMClassifier, C: float, multi_label: bool = False) ->
     return make_pipeline(features, OneVsRestClassifier(_logistic(C)) if multi_label else _logistic(C))
 
 
-def default_candidates(classifier: FewShotLLMClassifier, multi_label: bool = False) -> list[tuple[str, Any]]:
+def default_candidates(
+    classifier: FewShotLLMClassifier, multi_label: bool = False, fine_tune: bool = False
+) -> list[tuple[str, Any]]:
     """The candidates :class:`FewShotLLMClassifierCV` cross-validates by default.
 
     - ``head_C0.01``, ``head_C0.1``: ``classifier`` with a ``StandardScaler`` +
@@ -83,11 +93,18 @@ def default_candidates(classifier: FewShotLLMClassifier, multi_label: bool = Fal
     - ``prompt``: ``classifier`` without a head (its own calibration);
     - ``prompt_batch``: the same with ``calibrate="batch"``.
 
-    For multi-label targets (``multi_label=True``): ``head_C0.01``, ``head_C0.1`` and
-    ``head_last_C0.1``, ``head_last_C1`` (the final layer's states only,
-    ``head_layers=[-1]``), one-vs-rest heads with per-label thresholds tuned on the
-    rows; ``union_C10``, ``union_C100`` with a one-vs-rest regression; and ``prompt``,
-    each label judged on its own with tuned thresholds (``docs/multilabel.md``).
+    For multi-label targets (``multi_label=True``), every candidate reads the final
+    layer's states (``head_layers=[-1]``, the best layer there), so that a fold's rows
+    are read once: ``head_last_C0.1``, ``head_last_C1``, one-vs-rest heads;
+    ``union_last_C10``, ``union_last_C100`` with a one-vs-rest regression; and
+    ``prompt``, each label judged on its own with tuned thresholds
+    (``docs/multilabel.md``).
+
+    With ``fine_tune=True`` and one label per row, one more: ``lora``, ``classifier``
+    with prompt-based LoRA fine-tuning
+    (:class:`~skllm_fewshot.finetuning.LoRAFineTuning`, uncalibrated), last. Not for
+    multi-label targets: on the shipped messages it scored micro-F1 0.62 against 0.78
+    for a head, at 30 times the cost.
 
     The heads come first: their pass reads the features the others then take from
     the engine's cache.
@@ -99,6 +116,8 @@ def default_candidates(classifier: FewShotLLMClassifier, multi_label: bool = Fal
         each candidate holds a clone.
     multi_label : bool, default=False
         Candidates for 0/1 indicator targets.
+    fine_tune : bool, default=False
+        Add the fine-tuned candidate (needs ``peft``).
 
     Returns
     -------
@@ -120,12 +139,12 @@ def default_candidates(classifier: FewShotLLMClassifier, multi_label: bool = Fal
         return clone(prompt).set_params(head=make_pipeline(StandardScaler(), _logistic(C)))
 
     if multi_label:
+        # One layer for every candidate, so that each fold's rows are read once.
+        last = clone(prompt).set_params(head_layers=[-1])
         return [
-            ("head_C0.01", head(0.01)),
-            ("head_C0.1", head(0.1)),
             ("head_last_C0.1", head(0.1).set_params(head_layers=[-1])),
             ("head_last_C1", head(1.0).set_params(head_layers=[-1])),
-            *[(f"union_C{C}", _union(prompt, float(C), multi_label=True)) for C in (10, 100)],
+            *[(f"union_last_C{C}", _union(last, float(C), multi_label=True)) for C in (10, 100)],
             ("prompt", clone(prompt)),
         ]
     return [
@@ -134,6 +153,7 @@ def default_candidates(classifier: FewShotLLMClassifier, multi_label: bool = Fal
         *[(f"union_C{C}", _union(prompt, float(C))) for C in (30, 100, 300, 1000)],
         ("prompt", clone(prompt)),
         ("prompt_batch", clone(prompt).set_params(calibrate="batch")),
+        *([("lora", clone(prompt).set_params(head=LoRAFineTuning(), calibrate=False))] if fine_tune else []),
     ]
 
 
@@ -305,6 +325,12 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     verbose : bool, default=False
         A progress bar over candidates x folds (in one process; with ``n_jobs``,
         ``GridSearchCV``'s own messages), and the scoring engines' bars.
+    fine_tune : "auto" or bool, default="auto"
+        Whether the default candidates for one label per row include ``lora``, prompt-based LoRA
+        fine-tuning (:class:`~skllm_fewshot.finetuning.LoRAFineTuning`). ``"auto"``:
+        from :data:`FINE_TUNE_MIN_ROWS` rows in the rarest class, when ``peft`` is
+        installed (``pip install 'skllm-fewshot[finetune]'``). It is the costliest
+        candidate: it trains once per fold and once more if picked (see Notes).
 
     Attributes
     ----------
@@ -317,7 +343,8 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     multi_label_ : bool
         Whether ``y`` was a 0/1 indicator matrix.
     cv_results_ : dict or None
-        ``GridSearchCV``'s results, one row per candidate in order and a last row,
+        ``GridSearchCV``'s results, with the candidates' names as ``"name"``
+        (``pandas.DataFrame(cv_results_)`` reads as a table): one row per candidate in order and a last row,
         ``"constant"``, for the prior-class predictor the pick must beat, with the time
         each took (``mean_fit_time``, ``mean_score_time``, per fold, in seconds: the
         first candidate of a fold also pays the model's pass over its rows); ``None``
@@ -339,6 +366,10 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     SST-2 rows (k = 8) fit in about 20 s, 4.3x one :class:`FewShotLLMClassifier`
     fitted and predicting the same rows (``docs/performance.md``). ``predict`` costs
     one pass, as for one :class:`FewShotLLMClassifier`.
+
+    The fine-tuned candidate adds, per fold and for the refit, the training of an
+    adapter: :func:`~skllm_fewshot.finetuning.auto_steps` steps of 8 rows, each a
+    forward and a backward pass (``docs/accuracy.md`` gives the times measured).
 
     See Also
     --------
@@ -366,12 +397,14 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         random_state: Any = None,
         n_jobs: int | None = None,
         verbose: bool = False,
+        fine_tune: bool | str = "auto",
     ) -> None:
         self.classifier = classifier
         self.candidates = candidates
         self.scoring = scoring
         self.cv = cv
         self.fallback = fallback
+        self.fine_tune = fine_tune
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -404,9 +437,18 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             )
         return base
 
-    def _candidates(self, multi_label: bool) -> list[tuple[str, Any]]:
+    def _fine_tunes(self, k: int) -> bool:
+        """Whether the default candidates include the fine-tuned one, with k rows in the rarest class."""
+        if self.fine_tune not in ("auto", True, False):
+            raise ValueError(f"fine_tune={self.fine_tune!r} is not valid; use 'auto', True or False.")
+        if self.fine_tune == "auto":
+            return k >= FINE_TUNE_MIN_ROWS and importlib.util.find_spec("peft") is not None
+        return bool(self.fine_tune)
+
+    def _candidates(self, multi_label: bool, k: int) -> list[tuple[str, Any]]:
         if self.candidates is None:
-            return default_candidates(self._default_source("candidates are", "candidates"), multi_label)
+            source = self._default_source("candidates are", "candidates")
+            return default_candidates(source, multi_label, fine_tune=self._fine_tunes(k))
         check_named_estimators(self.candidates, "candidates")
         if any(name == CONSTANT for name, _ in self.candidates):
             raise ValueError(
@@ -458,7 +500,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         self : FewShotLLMClassifierCV
         """
         y, k, multi_label = self._targets(y)
-        candidates = self._candidates(multi_label)
+        candidates = self._candidates(multi_label, k)
         self.multi_label_ = multi_label
         if k < 2:
             self.best_name_, self.best_score_, self.cv_results_ = "fallback", None, None
@@ -495,7 +537,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             search.fit(X, y)
         self.best_name_ = names[search.best_index_]
         self.best_score_ = float(search.cv_results_["mean_test_score"][search.best_index_])
-        self.cv_results_ = search.cv_results_
+        self.cv_results_ = {"name": np.array(names, dtype=object), **search.cv_results_}
         self.refit_time_ = float(search.refit_time_)
         self.best_estimator_ = search.best_estimator_[-1]
         return copy_input_attributes(self, self.best_estimator_)

@@ -255,12 +255,76 @@ class PrefixCachedScorer:
     def _keep(self, columns: int | torch.Tensor) -> dict[str, Any]:
         return {"logits_to_keep": columns} if self._keep_supported else {}
 
-    def _batch_cache(self, shared: int, batch: int) -> Any:
+    def _batch_cache(self, shared: int, batch: int, kv: list | None = None) -> Any:
         data = [
             (k[:, :, :shared].expand(batch, -1, -1, -1), v[:, :, :shared].expand(batch, -1, -1, -1))
-            for k, v in self.prefix_kv()
+            for k, v in (self.prefix_kv() if kv is None else kv)
         ]
         return _full_cache(data)
+
+    def _shared_lengths(self, prompts: Sequence[Sequence[int]]) -> list[int]:
+        """Tokens each prompt shares with the cached prefix, keeping at least one to
+        compute: its output predicts the label."""
+        return [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
+
+    def trainable_scores(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Label log-likelihoods as a tensor that gradients flow through, for fine-tuning.
+
+        The same layouts, tokens, positions and masks as :meth:`score`, with the
+        prefix run in the same graph: once per call, shared by the batch (its keys
+        and values depend on the weights being trained). The batch is one pack,
+        whatever its size. Call it with gradients enabled, outside
+        ``torch.inference_mode``.
+
+        Parameters
+        ----------
+        prompts : sequence of sequence of int
+            Whole prompts, as token ids.
+
+        Returns
+        -------
+        Tensor of shape (n_prompts, n_classes), float32
+        """
+        keep = self._shared_lengths(prompts)
+        packed = self.layout == "packed"
+        shared = max(keep) if packed else min(keep)
+        kv = None
+        if shared:
+            ids = torch.tensor([self.prefix_ids[:shared]], device=self.device)
+            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: _full_cache()}, **self._keep(1))
+            kv = [(layer.keys, layer.values) for layer in _output_cache(out).layers]
+            self._count(shared, 1)
+        if self.layout == "plain":
+            return self._plain_scores(prompts, shared, kv)
+        kwargs: dict[str, Any] = {}
+        if packed:
+            input_ids, positions, allowed, read_cols, blocks = self._layout_packed(prompts, keep)
+            if self.block_attention:
+                kwargs[BLOCKS_KWARG] = (shared, blocks)
+        else:
+            input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
+        if shared:
+            kwargs[self._cache_arg] = self._batch_cache(shared, input_ids.shape[0], kv)
+        return self._label_scores(input_ids, positions, allowed, read_cols, shared, len(prompts), kwargs)
+
+    def _label_scores(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, read_cols: torch.Tensor,
+        shared: int, n_rows: int, kwargs: dict[str, Any],
+    ) -> torch.Tensor:
+        """One forward pass of a laid-out batch; each label's log-likelihood, float32."""
+        read_cols = read_cols.to(self.device)
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=self._attention_mask(allowed, positions, shared),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            **kwargs,
+            **self._keep(read_cols),
+        )
+        logits = out.logits if self._keep_supported else out.logits[:, read_cols.to(out.logits.device)]
+        logp = torch.log_softmax(logits.float(), dim=-1).reshape(n_rows, -1, logits.shape[-1])
+        self._count(input_ids.numel(), input_ids.shape[0] * len(read_cols))
+        return torch.stack([sum(logp[:, c, t] for c, t in reads) for reads in self.trie.reads], dim=1)
 
     def score(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
         """Log-likelihood of each label after each prompt.
@@ -300,9 +364,7 @@ class PrefixCachedScorer:
         width = self.model.config.get_text_config().hidden_size
         if n_rows == 0:
             return np.empty((0, self.n_classes)), np.empty((0, len(layers), width), dtype=np.float32)
-        # Tokens each prompt shares with the cached prefix, keeping at least one
-        # to compute: its output predicts the label.
-        keep = [max(0, min(common_prefix_length(p, self.prefix_ids), len(p) - 1)) for p in prompts]
+        keep = self._shared_lengths(prompts)
         if self.layout == "plain":
             return self._score_plain(prompts, min(keep), layers)
         if self.layout == "packed" and n_rows > 1 and not self.block_attention:
@@ -339,18 +401,7 @@ class PrefixCachedScorer:
         cols = read_cols.reshape(n_rows, -1)[:, 0] if self.layout == "packed" else read_cols[:1].expand(n_rows)
         rows = torch.zeros(n_rows, dtype=torch.long) if self.layout == "packed" else torch.arange(n_rows)
         with torch.inference_mode(), capture_states(self.model, layers) as captured:
-            out = self.model(
-                input_ids=input_ids.to(self.device),
-                attention_mask=self._attention_mask(allowed, positions, shared),
-                position_ids=positions.to(self.device),
-                use_cache=True,
-                **kwargs,
-                **self._keep(read_cols),
-            )
-            logits = out.logits if self._keep_supported else out.logits[:, read_cols.to(out.logits.device)]
-            logp = torch.log_softmax(logits.float(), dim=-1).reshape(n_rows, -1, logits.shape[-1])
-            scores = torch.stack([sum(logp[:, c, t] for c, t in reads) for reads in self.trie.reads], dim=1)
-        self._count(input_ids.numel(), batch * len(read_cols))
+            scores = self._label_scores(input_ids, positions, allowed, read_cols, shared, n_rows, kwargs)
         return scores.double().cpu().numpy(), _gather_states(captured, layers, rows, cols.cpu(), self.model.config)
 
     def _attention_mask(self, allowed: torch.Tensor, positions: torch.Tensor, shared: int) -> Any:
@@ -385,6 +436,15 @@ class PrefixCachedScorer:
         One row per prompt, or per (prompt, label) when labels have several tokens;
         the model builds its own masks and positions (ALiBi, sliding windows).
         """
+        with torch.inference_mode(), capture_states(self.model, layers) as captured:
+            scores = self._plain_scores(prompts, shared)
+        # Each prompt's first row, at its last token.
+        rows = torch.arange(len(prompts)) * (self.n_classes if self.trie.tokens else 1)
+        cols = torch.tensor([len(p) - shared - 1 for p in prompts])
+        return scores.double().cpu().numpy(), _gather_states(captured, layers, rows, cols, self.model.config)
+
+    def _plain_scores(self, prompts: Sequence[Sequence[int]], shared: int, kv: list | None = None) -> torch.Tensor:
+        """The plain layout's forward pass; each label's log-likelihood, float32."""
         units: list[tuple[int, int, list[int]]] = []  # (prompt, class, row tokens)
         multi = bool(self.trie.tokens)
         for i, p in enumerate(prompts):
@@ -402,27 +462,17 @@ class PrefixCachedScorer:
             mask[r, shared : shared + len(row)] = 1
         kwargs: dict[str, Any] = {}
         if shared:
-            kwargs[self._cache_arg] = self._batch_cache(shared, len(units))
-        with torch.inference_mode(), capture_states(self.model, layers) as captured:
-            out = self.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True, **kwargs
-            )
-            logp = torch.log_softmax(out.logits.float(), dim=-1)
-        # Each prompt's first row, at its last token.
-        first = {}
-        for r, (i, _, _) in enumerate(units):
-            first.setdefault(i, r)
-        rows = torch.tensor([first[i] for i in range(len(prompts))])
-        cols = torch.tensor([len(p) - shared - 1 for p in prompts])
-        scores = np.zeros((len(prompts), self.n_classes))
-        for r, (i, c, row) in enumerate(units):
-            n_prompt = len(prompts[i]) - shared
-            classes = [c] if multi else range(self.n_classes)
-            for k in classes:
-                seq = self.trie.sequences[k]
-                scores[i, k] = sum(float(logp[r, n_prompt - 1 + j, t]) for j, t in enumerate(seq))
+            kwargs[self._cache_arg] = self._batch_cache(shared, len(units), kv)
+        out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True, **kwargs)
+        logp = torch.log_softmax(out.logits.float(), dim=-1)
         self._count(input_ids.numel(), input_ids.numel())
-        return scores, _gather_states(captured, layers, rows, cols, self.model.config)
+        scores: list[list[Any]] = [[None] * self.n_classes for _ in prompts]
+        for r, (i, c, _) in enumerate(units):
+            n_prompt = len(prompts[i]) - shared
+            for k in [c] if multi else range(self.n_classes):
+                seq = self.trie.sequences[k]
+                scores[i][k] = sum(logp[r, n_prompt - 1 + j, t] for j, t in enumerate(seq))
+        return torch.stack([torch.stack(row) for row in scores])
 
     def _layout_padded(self, rests: list[list[int]], shared: int):
         """One row per prompt, left-padded so every query ends in the same column."""

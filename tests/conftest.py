@@ -566,3 +566,24 @@ def _fresh_feature_cache():
 
     clear_feature_cache()
     yield
+
+
+def pytest_collection_finish(session):
+    """Start the docs build in the background when ``test_docs_build`` is to run.
+
+    The build runs every gallery example, the one long job of the suite; in its own
+    single-threaded process it takes the second core while the other tests run.
+    """
+    if any(item.name == "test_docs_build" for item in session.items):
+        import tempfile
+
+        from test_docs import start_docs_build
+
+        start_docs_build(Path(tempfile.mkdtemp(prefix="skllm-fewshot-docs-")))
+
+
+def pytest_sessionfinish(session):
+    import sys
+
+    if "test_docs" in sys.modules:
+        sys.modules["test_docs"].stop_docs_build()

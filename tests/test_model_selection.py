@@ -173,8 +173,7 @@ def test_multi_label_targets_search_their_own_candidates(make_clf):
     search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(ML_X, frame)
     assert search.multi_label_ and search.classes_.tolist() == ["a", "b", "c", "d"]
     names = [name for name, _ in default_candidates(make_clf(), multi_label=True)]
-    assert names == ["head_C0.01", "head_C0.1", "head_last_C0.1", "head_last_C1", "union_C10", "union_C100",
-                     "prompt"]  # fmt: skip
+    assert names == ["head_last_C0.1", "head_last_C1", "union_last_C10", "union_last_C100", "prompt"]
     assert search.best_name_ in names and len(search.cv_results_["mean_test_score"]) == len(names) + 1
     # The default scoring for indicator targets is micro-F1, between 0 and 1.
     assert 0 <= search.best_score_ <= 1
@@ -229,3 +228,27 @@ def test_a_candidate_may_not_take_the_constant_s_name(make_clf):
         FewShotLLMClassifierCV(candidates=[("constant", GaussianNB()), ("nb", GaussianNB())]).fit(
             np.ones((6, 2)), [0, 1] * 3
         )
+
+
+def test_fine_tuning_joins_the_candidates_from_enough_rows(make_clf):
+    from skllm_fewshot.finetuning import LoRAFineTuning
+    from skllm_fewshot.model_selection import FINE_TUNE_MIN_ROWS
+
+    pytest.importorskip("peft")
+    names = [name for name, _ in default_candidates(make_clf(), fine_tune=True)]
+    assert names[-1] == "lora" and "lora" not in [n for n, _ in default_candidates(make_clf(), multi_label=True)]
+    tuned = dict(default_candidates(make_clf(), fine_tune=True))["lora"]
+    assert isinstance(tuned.head, LoRAFineTuning) and tuned.calibrate is False
+    # "auto": only from FINE_TUNE_MIN_ROWS rows in the rarest class (X has 6 per class).
+    few = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X, Y)
+    assert 6 < FINE_TUNE_MIN_ROWS and "lora" not in list(few.cv_results_["name"])
+    quick = make_clf(head=LoRAFineTuning(max_steps=4, learning_rate=1e-2))
+    search = FewShotLLMClassifierCV(make_clf(), fine_tune=True, random_state=0)
+    search.fit(X, Y)
+    assert list(search.cv_results_["name"])[-2:] == ["lora", "constant"]
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # As a candidate of one's own, with its parameters.
+    own = FewShotLLMClassifierCV(candidates=[("lora", quick)], random_state=0).fit(X, Y)
+    assert own.best_name_ == "lora" and own.predict_proba(X).shape == (len(X), 3)
+    with pytest.raises(ValueError, match="fine_tune='yes'"):
+        FewShotLLMClassifierCV(make_clf(), fine_tune="yes").fit(X, Y)
