@@ -160,6 +160,7 @@ def test_bfloat16_models_fine_tune_with_the_same_code(bpe_tokenizer):
         ({"learning_rate": -1.0}, "learning_rate=-1.0"),
         ({"max_steps": "many"}, "max_steps='many'"),
         ({"class_weight": "auto"}, "class_weight='auto'"),
+        ({"label_smoothing": 1.0}, "label_smoothing=1.0"),
         ({"target_modules": ["no_such_layer"]}, "target_modules"),
     ],
 )

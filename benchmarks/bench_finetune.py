@@ -1,0 +1,95 @@
+"""Prompt-based LoRA fine-tuning alone: accuracy and fit time by learning rate and steps.
+
+The rows and test rows of ``bench_accuracy.py`` (same tasks, draws and k), one
+``FewShotLLMClassifier(head=LoRAFineTuning(learning_rate=lr, max_steps=steps),
+calibrate=False)`` per setting, under the same one-example-per-class prompt. Each
+result is a JSON line printed and appended to ``docs/finetune.jsonl``, with the
+training loss at the start and the end (mean of 5 steps), and the time to predict the
+test rows with the adapter against the same prompt without it, measured side by side.
+
+    python benchmarks/bench_finetune.py --task sst2 --ks 8 --draws 1 2 --lrs 1e-3 --steps 20 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_DATA, ROOT  # noqa: E402
+from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="sst2", choices=sorted(TASKS))
+    parser.add_argument("--ks", nargs="+", type=int, default=[8])
+    parser.add_argument("--draws", nargs="+", type=int, default=[0])
+    parser.add_argument("--lrs", nargs="+", type=float, default=[1e-3])
+    parser.add_argument("--steps", nargs="+", default=["auto"], help="max_steps values ('auto' or ints)")
+    parser.add_argument("--smoothing", nargs="+", type=float, default=[0.1], help="label_smoothing values")
+    parser.add_argument("--test", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", default=str(BENCH_DATA))
+    parser.add_argument("--mas", default=str(DEFAULT_DATA))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "finetune.jsonl"))
+    args = parser.parse_args(argv)
+
+    import torch
+    from sklearn.metrics import log_loss
+
+    from skllm_fewshot import FewShotLLMClassifier
+    from skllm_fewshot.engine import clear_feature_cache
+    from skllm_fewshot.finetuning import LoRAFineTuning
+
+    torch.set_num_threads(args.threads)
+    X, y, Xt, yt = load_task(args.task, args, args.test)
+    options = dict(TASKS[args.task])
+    if args.task == "mas":
+        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
+
+        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    command = "python benchmarks/bench_finetune.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for draw in args.draws:
+        order = draw_rows(y, draw, max(args.ks))
+        for k in args.ks:
+            rows = np.concatenate([o[:k] for o in order])
+            for lr in args.lrs:
+                for steps, smoothing in [(st, sm) for st in args.steps for sm in args.smoothing]:
+                    tuning = LoRAFineTuning(learning_rate=lr, max_steps=steps if steps == "auto" else int(steps),
+                                            label_smoothing=smoothing)
+                    clf = FewShotLLMClassifier(n_examples_per_class=1, random_state=draw, calibrate=False,
+                                               head=tuning, **options)
+                    start = time.perf_counter()
+                    clf.fit(X[rows], y[rows])
+                    fitted = time.perf_counter()
+                    proba = clf.predict_proba(Xt)
+                    accuracy = float((clf.classes_[proba.argmax(1)] == yt).mean())
+                    loss = float(log_loss(yt, np.clip(proba, 1e-15, 1), labels=clf.classes_))
+                    predicted = time.perf_counter()
+                    # The same prompt without the adapter, side by side: what predicting costs today.
+                    plain = FewShotLLMClassifier(n_examples_per_class=1, random_state=draw, calibrate=False, **options)
+                    plain.fit(X[rows], y[rows])
+                    clear_feature_cache()  # an earlier setting's prompt read the same rows
+                    before = time.perf_counter()
+                    plain.predict(Xt)
+                    plain_s = time.perf_counter() - before
+                    curve = clf.head_.loss_curve_
+                    record = dict(task=args.task, draw=draw, k=k, lr=lr, steps=clf.head_.n_steps_, smoothing=smoothing,
+                                  accuracy=round(accuracy, 4), log_loss=round(loss, 4), fit_s=round(fitted - start, 1),
+                                  predict_s=round(predicted - fitted, 1), prompt_predict_s=round(plain_s, 1),
+                                  loss_first=round(float(np.mean(curve[:5])), 3),
+                                  loss_last=round(float(np.mean(curve[-5:])), 3),
+                                  threads=args.threads, date=time.strftime("%Y-%m-%d"), command=command)
+                    print(json.dumps(record), flush=True)
+                    with open(args.out, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
