@@ -73,10 +73,7 @@ models = {
     "head": lambda: FewShotLLMClassifier(head=make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), **prompt),
     "prompt (calibrated)": lambda: FewShotLLMClassifier(**prompt),
     "TF-IDF + LR": lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=10)),
-    # fine_tune=False keeps this example quick: from k = 8 the search would also train a
-    # LoRA adapter per fold (plot_09_fine_tuning.py shows fine-tuning).
-    "FewShotLLMClassifierCV": lambda: FewShotLLMClassifierCV(FewShotLLMClassifier(**prompt), random_state=0,
-                                                             fine_tune=False),
+    "FewShotLLMClassifierCV": lambda: FewShotLLMClassifierCV(FewShotLLMClassifier(**prompt), random_state=0),
 }
 picked = []
 rng = np.random.RandomState(1)

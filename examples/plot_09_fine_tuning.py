@@ -12,7 +12,7 @@ It needs ``peft`` (``pip install 'skllm-fewshot[finetune]'``).
 
 Training costs a forward and a backward pass per step of 8 rows: on two CPU cores
 with the embedded 135M model, about a second or two per step. This example keeps it
-short: 3 sectors of the shipped tweets, 6 rows each, 30 steps.
+short: 3 sectors of the shipped tweets, 6 rows each, 15 steps (about 7 epochs).
 """
 
 # %%
@@ -47,7 +47,7 @@ common = dict(instruction="Clasificar los tweets por sector: {labels}.", text_na
 models = {
     "prompt": FewShotLLMClassifier(**common),
     "frozen head": FewShotLLMClassifier(head=make_pipeline(StandardScaler(), LogisticRegression(C=0.1)), **common),
-    "LoRA fine-tuned": FewShotLLMClassifier(head=LoRAFineTuning(max_steps=30), calibrate=False, **common),
+    "LoRA fine-tuned": FewShotLLMClassifier(head=LoRAFineTuning(max_steps=15), calibrate=False, **common),
 }
 scores = {}
 for name, model in models.items():
@@ -55,6 +55,15 @@ for name, model in models.items():
     model.fit(train["TEXTO"], train["SECTOR"])
     scores[name] = model.score(test["TEXTO"], test["SECTOR"])
     print(f"{name}: accuracy {scores[name]:.3f} (fit {time.perf_counter() - start:.0f} s)")
+
+# %%
+# Do not expect the adapter to win here: 18 short Spanish tweets of a task the
+# small model barely knows, and 15 steps, are too little for it (in this example's
+# runs it was at or below the prompt, while the frozen head led). Fine-tuning pays
+# where the model half-knows the task and there are a few dozen rows per class: on
+# SST-2 with 32 reviews per class the adapter reached 0.88 against 0.81 for the frozen
+# pick (``docs/accuracy.md``). ``FewShotLLMClassifierCV`` tries it from 16 rows per
+# class and keeps it only where it wins the cross-validation.
 
 # %%
 # The training loss

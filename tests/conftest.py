@@ -568,6 +568,11 @@ def _fresh_feature_cache():
     yield
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run ``test_docs_build`` last: it only waits for the build started at collection."""
+    items.sort(key=lambda item: item.name == "test_docs_build")
+
+
 def pytest_collection_finish(session):
     """Start the docs build in the background when ``test_docs_build`` is to run.
 
