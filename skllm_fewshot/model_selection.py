@@ -30,7 +30,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils import get_tags
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
@@ -436,6 +436,11 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
                 f"classifier must be a FewShotLLMClassifier (the default {made} made from it); got "
                 f"{type(base).__name__}. Pass {instead}= to use other estimators."
             )
+        if base.random_state is None:
+            # One seed for every default candidate: in each fold they then draw the same
+            # examples, so share one prompt and its one pass over the rows.
+            seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            base = clone(base).set_params(random_state=seed)
         return base
 
     def _fine_tunes(self, k: int) -> bool:

@@ -252,3 +252,16 @@ def test_fine_tuning_joins_the_candidates_from_enough_rows(make_clf):
     assert own.best_name_ == "lora" and own.predict_proba(X).shape == (len(X), 3)
     with pytest.raises(ValueError, match="fine_tune='yes'"):
         FewShotLLMClassifierCV(make_clf(), fine_tune="yes").fit(X, Y)
+
+
+def test_candidates_share_one_seed_when_the_classifier_has_none(make_clf):
+    base = make_clf(random_state=None)
+    search = FewShotLLMClassifierCV(base, random_state=0).fit(X, Y)
+    # Every default candidate draws the same examples in a fold (one prompt, one pass);
+    # the classifier passed in is not changed.
+    seed = search.best_estimator_.get_params().get("random_state")
+    if seed is None:  # a union: the seed is on its inner classifier
+        seed = [v for k, v in search.best_estimator_.get_params().items() if k.endswith("__random_state")][0]
+    assert isinstance(seed, int) and base.random_state is None
+    again = FewShotLLMClassifierCV(base, random_state=0).fit(X, Y)
+    np.testing.assert_array_equal(again.predict_proba(X), search.predict_proba(X))
