@@ -30,9 +30,11 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ._validation import check_int
 from .engine import PromptScorer
 from .heads import FeatureHead
 from .loading import LoadedModel
+from .multilabel import fixed_thresholds
 from .scoring import PrefixCachedScorer
 
 __all__ = ["FineTunedHead", "LoRAFineTuning", "auto_steps", "shared_copy"]
@@ -194,26 +196,20 @@ class LoRAFineTuning(BaseEstimator):
         ------
         ValueError
         """
-
-        def positive_int(name: str, value: Any) -> None:
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"LoRAFineTuning({name}={value!r}) is not valid; use a positive int.")
-
-        positive_int("rank", self.rank)
-        positive_int("batch_size", self.batch_size)
+        # Named as set_params names them on the classifier.
+        check_int("head__rank", self.rank, 1)
+        check_int("head__batch_size", self.batch_size, 1)
         if self.max_steps != "auto":
-            positive_int("max_steps", self.max_steps)
+            check_int("head__max_steps", self.max_steps, 1)
         for name in ("alpha", "learning_rate"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"LoRAFineTuning({name}={value!r}) is not valid; use a positive number.")
+                raise ValueError(f"head__{name}={value!r} is not valid; use a positive number.")
         smoothing = self.label_smoothing
         if not isinstance(smoothing, (int, float, np.number)) or isinstance(smoothing, bool) or not 0 <= smoothing < 1:
-            raise ValueError(
-                f"LoRAFineTuning(label_smoothing={smoothing!r}) is not valid; use a number in [0, 1)."
-            )
+            raise ValueError(f"head__label_smoothing={smoothing!r} is not valid; use a number in [0, 1).")
         if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"LoRAFineTuning(class_weight={self.class_weight!r}) is not valid; use None or 'balanced'.")
+            raise ValueError(f"head__class_weight={self.class_weight!r} is not valid; use None or 'balanced'.")
 
 
 class FineTunedHead:
@@ -353,11 +349,13 @@ class FineTunedHead:
                 self.loss_curve_.append(float(loss.detach()))
         self.n_steps_ = steps
         self.adapter_ = {k: v.detach().cpu().clone() for k, v in peft.get_peft_model_state_dict(model).items()}
+        for p in trained:
+            p.requires_grad_(False)
         # The trained copy serves the predictions: no second injection.
-        self.__dict__["_models"] = {id(base): model.requires_grad_(False)}
+        self.__dict__["_models"] = {id(base): model}
         self.__dict__["_engines"] = {}
         if multi:
-            self.thresholds_ = np.full(targets.shape[1], 0.5 if self.threshold == "auto" else float(self.threshold))
+            self.thresholds_ = fixed_thresholds(self.threshold, targets.shape[1])
         self.probe_ = None
         if tuning.probe is not None:
             self.probe_ = FeatureHead(tuning.probe, self.layers, self.kind).fit(self._engine(engine), texts, y)

@@ -33,7 +33,7 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .calibration import domain_queries, mean_log_prior
-from .multilabel import tune_thresholds
+from .multilabel import fixed_thresholds, tune_thresholds
 from .scoring import softmax
 
 __all__ = [
@@ -232,8 +232,7 @@ class MultiLabelFeatureHead:
         head = self.feature_head
         head.estimator = OneVsRestClassifier(clone(head.estimator))
         head.fit(engine, texts, Y)
-        # Probabilities on the rows the head was fitted on are too sure to tune on.
-        self.thresholds_ = np.full(Y.shape[1], 0.5 if self.threshold == "auto" else float(self.threshold))
+        self.thresholds_ = fixed_thresholds(self.threshold, Y.shape[1])
         return self
 
     def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
@@ -267,18 +266,18 @@ def make_head(
         from .finetuning import LoRAFineTuning
 
         head = LoRAFineTuning()
-    if hasattr(head, "build_head"):
-        if kind not in HEAD_FEATURES:
-            raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")
-        return head.build_head(layers, "hidden" if kind == "auto" else kind, threshold, random_state)
+    # A head object that builds its own head (LoRAFineTuning), or a classifier.
+    builds = hasattr(head, "build_head")
     usable = hasattr(head, "fit") and hasattr(head, "predict_proba") and hasattr(head, "get_params")
-    if not (usable and is_classifier(head)):
+    if not (builds or (usable and is_classifier(head))):
         raise ValueError(
             f"head={head!r} is not valid; use None (the prompt's label softmax), 'knn', 'lora' (fine-tuning, "
             "or LoRAFineTuning(...)), or a scikit-learn classifier with predict_proba, e.g. LogisticRegression()."
         )
     if kind not in HEAD_FEATURES:
         raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")
+    if builds:
+        return head.build_head(layers, "hidden" if kind == "auto" else kind, threshold, random_state)
     if multi_label:
         return MultiLabelFeatureHead(FeatureHead(head, layers, kind), threshold)
     return FeatureHead(head, layers, kind)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.multiclass import type_of_target
 
-__all__ = ["check_indicator", "decide", "is_indicator", "tune_thresholds"]
+__all__ = ["check_indicator", "decide", "fixed_thresholds", "is_indicator", "tune_thresholds"]
 
 # Rows per label, with and without it, before a threshold is tuned on the training rows.
 MIN_ROWS_TO_TUNE = 5
@@ -71,6 +71,30 @@ def check_indicator(y: Any) -> tuple[np.ndarray, np.ndarray]:
             "each label needs at least one row that has it. Drop those columns."
         )
     return names, indicator
+
+
+def fixed_thresholds(threshold: Any, n_labels: int) -> np.ndarray:
+    """Per-label thresholds of a head fitted on the rows it would tune on: not tuned.
+
+    Its probabilities on the rows it was fitted on are too sure to tune on, so
+    ``"auto"`` is 0.5 for every label; a number is that number.
+
+    Parameters
+    ----------
+    threshold : "auto" or float
+    n_labels : int
+
+    Returns
+    -------
+    ndarray of shape (n_labels,)
+
+    Examples
+    --------
+    >>> from skllm_fewshot.multilabel import fixed_thresholds
+    >>> fixed_thresholds("auto", 2), fixed_thresholds(0.3, 1)
+    (array([0.5, 0.5]), array([0.3]))
+    """
+    return np.full(n_labels, 0.5 if threshold == "auto" else float(threshold))
 
 
 def tune_thresholds(proba: np.ndarray, Y: np.ndarray, default: float = 0.5) -> np.ndarray:

@@ -238,19 +238,20 @@ class PrefixCachedScorer:
         if self._prefix_kv is None:
             with self._lock:
                 if self._prefix_kv is None:
-                    ids = torch.tensor([self.prefix_ids], device=self.device)
                     with torch.inference_mode():
-                        # A cache of full layers: a sliding-window layer's own cache would
-                        # drop the keys beyond its window, which the engine's masks hide
-                        # per query instead.
-                        out = self.model(
-                            input_ids=ids, use_cache=True, **{self._cache_arg: _full_cache()}, **self._keep(1)
-                        )
-                    cache = _output_cache(out)
-                    self._count(len(self.prefix_ids), 1)
+                        kv = self._run_prefix()
                     # Assigned only once complete, so an interruption leaves no half cache.
-                    self._prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+                    self._prefix_kv = kv
         return self._prefix_kv
+
+    def _run_prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass of the prefix, in the caller's gradient mode: its keys and values per layer."""
+        ids = torch.tensor([self.prefix_ids], device=self.device)
+        # A cache of full layers: a sliding-window layer's own cache would drop the keys
+        # beyond its window, which the engine's masks hide per query instead.
+        out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: _full_cache()}, **self._keep(1))
+        self._count(len(self.prefix_ids), 1)
+        return [(layer.keys, layer.values) for layer in _output_cache(out).layers]
 
     def _keep(self, columns: int | torch.Tensor) -> dict[str, Any]:
         return {"logits_to_keep": columns} if self._keep_supported else {}
@@ -286,26 +287,31 @@ class PrefixCachedScorer:
         Tensor of shape (n_prompts, n_classes), float32
         """
         keep = self._shared_lengths(prompts)
-        packed = self.layout == "packed"
-        shared = max(keep) if packed else min(keep)
-        kv = None
-        if shared:
-            ids = torch.tensor([self.prefix_ids[:shared]], device=self.device)
-            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: _full_cache()}, **self._keep(1))
-            kv = [(layer.keys, layer.values) for layer in _output_cache(out).layers]
-            self._count(shared, 1)
+        # The whole prefix, in the graph: a batch reads the keys and values of the
+        # tokens its prompts share with it (their values at those positions do not
+        # depend on the tokens after them).
+        kv = self._run_prefix() if self.prefix_ids else None
         if self.layout == "plain":
-            return self._plain_scores(prompts, shared, kv)
+            return self._plain_scores(prompts, min(keep), kv)
+        *batch, shared, kwargs = self._lay_out(prompts, keep, kv)
+        return self._label_scores(*batch, shared, len(prompts), kwargs)
+
+    def _lay_out(self, prompts: Sequence[Sequence[int]], keep: list[int], kv: list | None = None) -> tuple:
+        """A batch in the packed or padded layout: input ids, positions, the allowed
+        attention, the columns read, the cached tokens it uses, and the model's keyword
+        arguments (the prefix cache expanded to the batch, the packed blocks)."""
         kwargs: dict[str, Any] = {}
-        if packed:
+        if self.layout == "packed":
             input_ids, positions, allowed, read_cols, blocks = self._layout_packed(prompts, keep)
+            shared = max(keep)
             if self.block_attention:
                 kwargs[BLOCKS_KWARG] = (shared, blocks)
         else:
+            shared = min(keep)
             input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, input_ids.shape[0], kv)
-        return self._label_scores(input_ids, positions, allowed, read_cols, shared, len(prompts), kwargs)
+        return input_ids, positions, allowed, read_cols, shared, kwargs
 
     def _label_scores(
         self, input_ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, read_cols: torch.Tensor,
@@ -384,18 +390,7 @@ class PrefixCachedScorer:
                 for pack in packs:
                     scores[pack], states[pack] = self.score_with_states([prompts[i] for i in pack], layers)
                 return scores, states
-        kwargs: dict[str, Any] = {}
-        if self.layout == "packed":
-            input_ids, positions, allowed, read_cols, blocks = self._layout_packed(prompts, keep)
-            shared = max(keep)
-            if self.block_attention:
-                kwargs[BLOCKS_KWARG] = (shared, blocks)
-        else:
-            shared = min(keep)
-            input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
-        batch = input_ids.shape[0]
-        if shared:
-            kwargs[self._cache_arg] = self._batch_cache(shared, batch)
+        input_ids, positions, allowed, read_cols, shared, kwargs = self._lay_out(prompts, keep)
         read_cols = read_cols.to(self.device)
         # The column of each prompt's last token, in its row of the batch.
         cols = read_cols.reshape(n_rows, -1)[:, 0] if self.layout == "packed" else read_cols[:1].expand(n_rows)

@@ -92,6 +92,19 @@ def test_the_shared_model_and_other_estimators_are_untouched(make, tiny_model):
     assert not np.allclose(tuned.head_.features(tuned.engine_, SENTIMENT_X), features)
 
 
+def test_the_shared_models_gradient_flags_are_kept(bpe_tokenizer):
+    import copy
+
+    # A model of its own: the session's tiny model has been through other fits.
+    model = copy.deepcopy(build_tiny_model())
+    flags = [p.requires_grad for p in model.parameters()]
+    assert all(flags)
+    FewShotLLMClassifier(model, tokenizer=bpe_tokenizer, head=quick(), random_state=0, calibrate=False).fit(
+        SENTIMENT_X, SENTIMENT_Y
+    )
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
 def test_a_pickle_keeps_the_adapter_and_not_the_base_weights(path_clf):
     tuned = path_clf(head=quick(), calibrate=False).fit(SENTIMENT_X, SENTIMENT_Y)
     blob = pickle.dumps(tuned)
