@@ -23,7 +23,7 @@ every configuration is fitted on the same k rows and scored on the same test row
   all k rows per class, under the same one-example-per-class prompt;
 - ``pick``: ``FewShotLLMClassifierCV``: what ``GridSearchCV`` (neg log-loss, stratified
   ``min(3, k)`` folds, repeated ``ceil(8 / k)`` times) picks among the head (C=0.01 or
-  0.1), the union (C=30, 100, 300 or 1000), prompt and prompt_batch, and from k = 16
+  0.1), the union (C=30, 100, 300 or 1000), prompt and prompt_batch, and from k = 8
   lora, on the k rows alone; with one row per class nothing can be cross-validated and
   the pick is prompt_union.
 

@@ -73,7 +73,10 @@ models = {
     "head": lambda: FewShotLLMClassifier(head=make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), **prompt),
     "prompt (calibrated)": lambda: FewShotLLMClassifier(**prompt),
     "TF-IDF + LR": lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=10)),
-    "FewShotLLMClassifierCV": lambda: FewShotLLMClassifierCV(FewShotLLMClassifier(**prompt), random_state=0),
+    # Frozen candidates only: from 8 rows per class the pick would also fine-tune an
+    # adapter (minutes on a CPU), which is plot_09_fine_tuning's subject.
+    "FewShotLLMClassifierCV": lambda: FewShotLLMClassifierCV(FewShotLLMClassifier(**prompt), random_state=0,
+                                                             fine_tune=False),
 }
 picked = []
 rng = np.random.RandomState(1)

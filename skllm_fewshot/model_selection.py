@@ -45,10 +45,12 @@ __all__ = ["CONSTANT", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_
 
 
 # From this many rows in the rarest class the default candidates include fine-tuning
-# (with peft installed). At 8 rows per class it was never picked in the draws measured
-# (its folds train on 5 rows a class and judge 2-3) and made the search 15x slower; at
-# 32 it was picked and won by 7 points on SST-2 (docs/accuracy_log.md).
-FINE_TUNE_MIN_ROWS = 16
+# (with peft installed). Measured with 5 draws at 8 rows per class
+# (benchmarks/bench_pick_finetune.py, docs/accuracy_log.md): on SST-2 the pick took it
+# in 3 draws of 5 and went from 0.751 to 0.810; on TREC, where it is 13 points below a
+# head, and on MAS it was never taken. Below 8 it was not measured, and the folds would
+# train it on 2-5 rows per class.
+FINE_TUNE_MIN_ROWS = 8
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -370,7 +372,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
 
     The fine-tuned candidate adds, per fold and for the refit, the training of an
     adapter: :func:`~skllm_fewshot.finetuning.auto_steps` steps of 8 rows, each a
-    forward and a backward pass (``docs/accuracy.md`` gives the times measured).
+    forward and a backward pass. It dominates the fit: with it, the same 16 SST-2
+    rows take about 5 minutes on one busy CPU thread (64 rows: 9 minutes), against
+    20 s without (``fine_tune=False``); ``docs/accuracy.md`` gives the times measured.
 
     See Also
     --------

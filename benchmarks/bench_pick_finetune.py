@@ -1,0 +1,157 @@
+"""When should ``FewShotLLMClassifierCV`` take the fine-tuned candidate? Out-of-fold probabilities to decide.
+
+For each task, draw and k of ``bench_accuracy.py`` (the same rows, the same default
+folds as the search), every default candidate, ``lora`` included, is fitted on each
+fold's training rows and predicts its held-out rows; then each is fitted on all k rows
+per class and predicts the test rows. The probabilities are kept, so that any
+selection rule (the score, the bar, a margin for the costly candidate) is measured
+offline, on 300 test rows per cell, without refitting anything:
+
+    python benchmarks/bench_pick_finetune.py --tasks sst2 --ks 8 --draws 5
+    python benchmarks/bench_pick_finetune.py --report      # the rules' table from docs/pick_finetune.jsonl
+
+Appends one JSON line per cell to ``docs/pick_finetune.jsonl``; the table goes to stdout
+(``docs/accuracy_log.md`` quotes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task, make_configs  # noqa: E402
+from _common import DEFAULT_DATA, ROOT  # noqa: E402
+
+OUT_FILE = ROOT / "docs" / "pick_finetune.jsonl"
+
+
+def collect(args: argparse.Namespace) -> None:
+    import torch
+    from sklearn.base import clone
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    from skllm_fewshot.model_selection import default_candidates
+
+    torch.set_num_threads(args.threads)
+    for task in args.tasks:
+        X, y, Xt, yt = load_task(task, args, 300)
+        classes = np.unique(y)
+        for draw in range(args.first_draw, args.first_draw + args.draws):
+            order = draw_rows(y, draw, max(args.ks))
+            for k in args.ks:
+                rows = np.concatenate([o[:k] for o in order])
+                Xk, yk = X[rows], y[rows]
+                search = make_configs(task, draw, ["pick"])["pick"]
+                candidates = default_candidates(search.classifier, fine_tune=True)
+                # The search's default folds (FewShotLLMClassifierCV.fit).
+                cv = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=draw)
+                folds, seconds = [], dict.fromkeys((n for n, _ in candidates), 0.0)
+                for train, test in cv.split(Xk, yk):
+                    fold = dict(y=yk[test].tolist(), proba={})
+                    for name, estimator in candidates:
+                        start = time.perf_counter()
+                        model = clone(estimator).fit(Xk[train], yk[train])
+                        fold["proba"][name] = model.predict_proba(Xk[test]).tolist()
+                        seconds[name] += time.perf_counter() - start
+                    folds.append(fold)
+                test = {}
+                for name, estimator in candidates:
+                    model = clone(estimator).fit(Xk, yk)
+                    proba = model.predict_proba(Xt)
+                    test[name] = float(np.mean(classes[proba.argmax(1)] == yt))
+                record = dict(task=task, draw=draw, k=k, classes=classes.tolist(), folds=folds, test_accuracy=test,
+                              cv_seconds=seconds)
+                with open(args.out, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(record) + "\n")
+                print(task, draw, k, {n: round(a, 3) for n, a in test.items()},
+                      {n: round(s) for n, s in seconds.items()}, flush=True)
+
+
+def fold_scores(record: dict, name: str, metric: str) -> np.ndarray:
+    """``name``'s score on each fold of ``record`` (higher is better)."""
+    classes = record["classes"]
+    scores = []
+    for fold in record["folds"]:
+        y = np.array([classes.index(c) for c in fold["y"]])
+        if name == "constant":  # the training rows' prior: the rows are balanced
+            proba = np.full((len(y), len(classes)), 1.0 / len(classes))
+        else:
+            proba = np.asarray(fold["proba"][name])
+        if metric == "log_loss":
+            scores.append(np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, 1))))
+        elif metric == "accuracy":
+            scores.append(np.mean(proba.argmax(1) == y))
+        else:  # Brier
+            onehot = np.eye(len(classes))[y]
+            scores.append(-np.mean(((proba - onehot) ** 2).sum(1)))
+    return np.array(scores)
+
+
+def choose(record: dict, metric: str, margin_se: float) -> str:
+    """The frozen pick, replaced by ``lora`` where ``lora`` beats it by ``metric`` by more than ``margin_se`` SE."""
+    frozen = library_pick(record, with_lora=False)
+    diff = fold_scores(record, "lora", metric) - fold_scores(record, frozen, metric)
+    se = diff.std(ddof=1) / math.sqrt(len(diff))
+    return "lora" if diff.mean() > margin_se * se else frozen
+
+
+def library_pick(record: dict, with_lora: bool) -> str:
+    """What ``FewShotLLMClassifierCV`` picks from these fold scores (``pick_within_noise``)."""
+    from skllm_fewshot.model_selection import CONSTANT, pick_within_noise
+
+    names = [n for n in record["test_accuracy"] if with_lora or n != "lora"] + [CONSTANT]
+    folds = np.array([fold_scores(record, n, "log_loss") for n in names]).T
+    cv_results = {"mean_test_score": folds.mean(0), **{f"split{i}_test_score": f for i, f in enumerate(folds)}}
+    return names[pick_within_noise(cv_results, names)]
+
+
+def report(path: Path) -> str:
+    cells = {}
+    for line in open(path, encoding="utf-8"):
+        r = json.loads(line)
+        cells[(r["task"], r["draw"], r["k"])] = r
+    rules = {"frozen pick": False, "the pick with lora": True, "lora alone": None}
+    for metric in ("log_loss", "accuracy", "brier"):
+        for margin in (0.0, 1.0):
+            rules[f"{metric}, {margin:g} SE"] = (metric, margin)
+    lines = ["| task | k | draws | " + " | ".join(rules) + " |", "|---" * (len(rules) + 3) + "|"]
+    for task, k in dict.fromkeys((t, k) for t, _, k in cells):
+        records = [cells[key] for key in sorted(cells) if key[0] == task and key[2] == k]
+        row = [task, str(k), str(len(records))]
+        for rule in rules.values():
+            if isinstance(rule, bool):
+                picks = [library_pick(r, with_lora=rule) for r in records]
+            else:
+                picks = ["lora" if rule is None else choose(r, *rule) for r in records]
+            accuracy = np.mean([r["test_accuracy"][p] for r, p in zip(records, picks)])
+            row.append(f"{accuracy:.3f} ({sum(p == 'lora' for p in picks)} lora)")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
+    parser.add_argument("--ks", nargs="+", type=int, default=[8])
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--first-draw", type=int, default=0)
+    parser.add_argument("--data-dir", default=str(BENCH_DATA))
+    parser.add_argument("--mas", default=str(DEFAULT_DATA))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(OUT_FILE))
+    parser.add_argument("--report", action="store_true", help="only the table, from the recorded probabilities")
+    args = parser.parse_args(argv)
+    if not args.report:
+        collect(args)
+    print(report(Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()
