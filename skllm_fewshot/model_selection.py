@@ -41,16 +41,20 @@ from .feature_extraction import LLMFeatures
 from .finetuning import LoRAFineTuning
 from .multilabel import check_indicator, is_indicator
 
-__all__ = ["CONSTANT", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
+__all__ = ["CONSTANT", "FINE_TUNE_MAX_CLASSES", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
 
 
-# From this many rows in the rarest class the default candidates include fine-tuning
-# (with peft installed). Measured with 5 draws at 8 rows per class
-# (benchmarks/bench_pick_finetune.py, docs/accuracy_log.md): on SST-2 the pick took it
-# in 3 draws of 5 and went from 0.751 to 0.810; on TREC, where it is 13 points below a
-# head, and on MAS it was never taken. Below 8 it was not measured, and the folds would
-# train it on 2-5 rows per class.
+# fine_tune="auto": the default candidates include fine-tuning (with peft installed)
+# from FINE_TUNE_MIN_ROWS rows in the rarest class and for at most FINE_TUNE_MAX_CLASSES
+# classes. Measured with 5 draws at 8 rows per class (benchmarks/bench_pick_finetune.py,
+# docs/accuracy_log.md): on SST-2 (2 classes) the pick took it in 3 draws of 5 and went
+# from 0.751 to 0.810; on TREC (6 classes) the adapter was 14 points below the frozen
+# pick and never taken, on MAS (7, one draw) 40 points below, and its folds cost 4 and
+# 13 minutes on a CPU thread against half a minute for every other candidate (each row is scored with
+# every label's words, so a step costs more with each class). Below 8 rows it was
+# not measured, and the folds would train it on 2-5 rows per class.
 FINE_TUNE_MIN_ROWS = 8
+FINE_TUNE_MAX_CLASSES = 4
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -331,9 +335,11 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     fine_tune : "auto" or bool, default="auto"
         Whether the default candidates for one label per row include ``lora``, prompt-based LoRA
         fine-tuning (:class:`~skllm_fewshot.finetuning.LoRAFineTuning`). ``"auto"``:
-        from :data:`FINE_TUNE_MIN_ROWS` rows in the rarest class, when ``peft`` is
-        installed (``pip install 'skllm-fewshot[finetune]'``). It is the costliest
-        candidate: it trains once per fold and once more if picked (see Notes).
+        from :data:`FINE_TUNE_MIN_ROWS` (8) rows in the rarest class and for at most
+        :data:`FINE_TUNE_MAX_CLASSES` (4) classes, when ``peft`` is installed (``pip
+        install 'skllm-fewshot[finetune]'``): where it was measured to win, and to cost
+        minutes rather than tens of minutes on a CPU. It is the costliest candidate: it
+        trains once per fold and once more if picked (see Notes).
 
     Attributes
     ----------
@@ -452,7 +458,10 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         if self.fine_tune not in ("auto", True, False):
             raise ValueError(f"fine_tune={self.fine_tune!r} is not valid; use 'auto', True or False.")
         if self.fine_tune == "auto":
-            return k >= FINE_TUNE_MIN_ROWS and importlib.util.find_spec("peft") is not None
+            return (
+                k >= FINE_TUNE_MIN_ROWS and len(self.classes_) <= FINE_TUNE_MAX_CLASSES
+                and importlib.util.find_spec("peft") is not None
+            )  # fmt: skip
         return bool(self.fine_tune)
 
     def _candidates(self, multi_label: bool, k: int) -> list[tuple[str, Any]]:

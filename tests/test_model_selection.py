@@ -254,6 +254,25 @@ def test_fine_tuning_joins_the_candidates_from_enough_rows(make_clf):
         FewShotLLMClassifierCV(make_clf(), fine_tune="yes").fit(X, Y)
 
 
+def test_auto_fine_tunes_from_enough_rows_and_up_to_the_class_limit(make_clf):
+    from skllm_fewshot.model_selection import FINE_TUNE_MAX_CLASSES, FINE_TUNE_MIN_ROWS
+
+    pytest.importorskip("peft")
+    k = FINE_TUNE_MIN_ROWS
+    # 3 classes, k rows each: within both limits.
+    X3 = np.array([f"{text} ({i})" for i, text in enumerate(SENTIMENT_X * 3)][: 3 * k], dtype=object)
+    Y3 = np.array((SENTIMENT_Y * 3)[: 3 * k], dtype=object)
+    assert min(np.unique(Y3, return_counts=True)[1]) == k and 3 <= FINE_TUNE_MAX_CLASSES
+    search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X3, Y3)
+    assert list(search.cv_results_["name"])[-2:] == ["lora", "constant"]
+    # One class more than the limit, k rows each: the frozen candidates only.
+    n = FINE_TUNE_MAX_CLASSES + 1
+    Xn = np.array([f"{SENTIMENT_X[i % len(SENTIMENT_X)]} ({i})" for i in range(n * k)], dtype=object)
+    Yn = np.array([f"class{i % n}" for i in range(n * k)], dtype=object)
+    many = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(Xn, Yn)
+    assert list(many.cv_results_["name"]) == NAMES + ["constant"]
+
+
 def test_candidates_share_one_seed_when_the_classifier_has_none(make_clf):
     base = make_clf(random_state=None)
     search = FewShotLLMClassifierCV(base, random_state=0).fit(X, Y)
