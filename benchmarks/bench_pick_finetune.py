@@ -17,6 +17,7 @@ Appends one JSON line per cell to ``docs/pick_finetune.jsonl``; the table goes t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -37,6 +38,11 @@ def collect(args: argparse.Namespace) -> None:
     from sklearn.base import clone
     from sklearn.model_selection import RepeatedStratifiedKFold
 
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skllm_fewshot.finetuning import LoRAFineTuning
     from skllm_fewshot.model_selection import default_candidates
 
     torch.set_num_threads(args.threads)
@@ -50,6 +56,11 @@ def collect(args: argparse.Namespace) -> None:
                 Xk, yk = X[rows], y[rows]
                 search = make_configs(task, draw, ["pick"])["pick"]
                 candidates = default_candidates(search.classifier, fine_tune=True)
+                lora = dict(candidates)["lora"]
+                # Fine-tune, then probe: a frozen-style head on the adapted model's features.
+                probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+                candidates.append(("lora_probe", clone(lora).set_params(head=LoRAFineTuning(probe=probe))))
+                candidates = [(n, e) for n, e in candidates if not args.only or n in args.only]
                 # The search's default folds (FewShotLLMClassifierCV.fit).
                 cv = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=draw)
                 folds, seconds = [], dict.fromkeys((n for n, _ in candidates), 0.0)
@@ -96,17 +107,21 @@ def fold_scores(record: dict, name: str, metric: str) -> np.ndarray:
 
 def choose(record: dict, metric: str, margin_se: float) -> str:
     """The frozen pick, replaced by ``lora`` where ``lora`` beats it by ``metric`` by more than ``margin_se`` SE."""
-    frozen = library_pick(record, with_lora=False)
+    frozen = library_pick(record)
     diff = fold_scores(record, "lora", metric) - fold_scores(record, frozen, metric)
     se = diff.std(ddof=1) / math.sqrt(len(diff))
     return "lora" if diff.mean() > margin_se * se else frozen
 
 
-def library_pick(record: dict, with_lora: bool) -> str:
-    """What ``FewShotLLMClassifierCV`` picks from these fold scores (``pick_within_noise``)."""
+def library_pick(record: dict, with_tuned: tuple[str, ...] = ()) -> str:
+    """What ``FewShotLLMClassifierCV`` picks from these fold scores (``pick_within_noise``), with the
+    frozen candidates and the fine-tuned ones named in ``with_tuned``."""
     from skllm_fewshot.model_selection import CONSTANT, pick_within_noise
 
-    names = [n for n in record["test_accuracy"] if with_lora or n != "lora"] + [CONSTANT]
+    missing = [n for n in with_tuned if n not in record["test_accuracy"]]
+    if missing:
+        raise KeyError(missing)
+    names = [n for n in record["test_accuracy"] if not n.startswith("lora") or n in with_tuned] + [CONSTANT]
     folds = np.array([fold_scores(record, n, "log_loss") for n in names]).T
     cv_results = {"mean_test_score": folds.mean(0), **{f"split{i}_test_score": f for i, f in enumerate(folds)}}
     return names[pick_within_noise(cv_results, names)]
@@ -116,22 +131,32 @@ def report(path: Path) -> str:
     cells = {}
     for line in open(path, encoding="utf-8"):
         r = json.loads(line)
-        cells[(r["task"], r["draw"], r["k"])] = r
-    rules = {"frozen pick": False, "the pick with lora": True, "lora alone": None}
+        cell = cells.setdefault((r["task"], r["draw"], r["k"]), r)
+        if cell is not r:  # a later run of some candidates (--only) on the same cell
+            for name in ("test_accuracy", "cv_seconds"):
+                cell[name].update(r[name])
+            for fold, more in zip(cell["folds"], r["folds"]):
+                fold["proba"].update(more["proba"])
+    rules = {"frozen pick": lambda r: library_pick(r), "the pick with lora": lambda r: library_pick(r, ("lora",)),
+             "lora alone": lambda r: "lora",
+             "the pick with lora_probe": lambda r: library_pick(r, ("lora_probe",)),
+             "lora_probe alone": lambda r: "lora_probe"}
     for metric in ("log_loss", "accuracy", "brier"):
         for margin in (0.0, 1.0):
-            rules[f"{metric}, {margin:g} SE"] = (metric, margin)
+            rules[f"lora over the frozen pick by {metric}, {margin:g} SE"] = functools.partial(
+                choose, metric=metric, margin_se=margin)
     lines = ["| task | k | draws | " + " | ".join(rules) + " |", "|---" * (len(rules) + 3) + "|"]
     for task, k in dict.fromkeys((t, k) for t, _, k in cells):
         records = [cells[key] for key in sorted(cells) if key[0] == task and key[2] == k]
         row = [task, str(k), str(len(records))]
         for rule in rules.values():
-            if isinstance(rule, bool):
-                picks = [library_pick(r, with_lora=rule) for r in records]
-            else:
-                picks = ["lora" if rule is None else choose(r, *rule) for r in records]
-            accuracy = np.mean([r["test_accuracy"][p] for r, p in zip(records, picks)])
-            row.append(f"{accuracy:.3f} ({sum(p == 'lora' for p in picks)} lora)")
+            try:
+                picks = [rule(r) for r in records]
+                accuracy = np.mean([r["test_accuracy"][p] for r, p in zip(records, picks)])
+            except KeyError:  # a candidate not run on every draw of this cell
+                row.append("-")
+                continue
+            row.append(f"{accuracy:.3f} ({sum(p.startswith('lora') for p in picks)} tuned)")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -146,6 +171,7 @@ def main(argv=None) -> None:
     parser.add_argument("--mas", default=str(DEFAULT_DATA))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(OUT_FILE))
+    parser.add_argument("--only", nargs="+", default=[], help="only these candidates (the report merges runs)")
     parser.add_argument("--report", action="store_true", help="only the table, from the recorded probabilities")
     args = parser.parse_args(argv)
     if not args.report:

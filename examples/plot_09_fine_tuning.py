@@ -60,10 +60,10 @@ for name, model in models.items():
 # Do not expect the adapter to win here: 18 short Spanish tweets of a task the
 # small model barely knows, and 15 steps, are too little for it (in this example's
 # runs it was at or below the prompt, while the frozen head led). Fine-tuning pays
-# where the model half-knows the task and there are a few dozen rows per class: on
-# SST-2 with 8 reviews per class the adapter reached 0.85 against 0.75 for the frozen
-# pick, over 5 draws (``docs/accuracy.md``). ``FewShotLLMClassifierCV`` tries it from 8
-# rows per class and keeps it only where it wins the cross-validation.
+# where the model half-knows the task and its label words are plain: on SST-2 with 8
+# reviews per class the adapter reached 0.85 against 0.75 for the frozen pick, over 5
+# draws (``docs/accuracy.md``). ``FewShotLLMClassifierCV`` tries it from 8 rows per
+# class for up to 4 classes, and keeps it only where it wins the cross-validation.
 
 # %%
 # The training loss
