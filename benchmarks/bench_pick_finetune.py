@@ -146,7 +146,7 @@ def report(path: Path) -> str:
             rules[f"lora over the frozen pick by {metric}, {margin:g} SE"] = functools.partial(
                 choose, metric=metric, margin_se=margin)
     lines = ["| task | k | draws | " + " | ".join(rules) + " |", "|---" * (len(rules) + 3) + "|"]
-    for task, k in dict.fromkeys((t, k) for t, _, k in cells):
+    for task, k in sorted(dict.fromkeys((t, k) for t, _, k in cells)):
         records = [cells[key] for key in sorted(cells) if key[0] == task and key[2] == k]
         row = [task, str(k), str(len(records))]
         for rule in rules.values():

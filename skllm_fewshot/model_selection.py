@@ -50,9 +50,9 @@ __all__ = ["CONSTANT", "FINE_TUNE_MAX_CLASSES", "FINE_TUNE_MIN_ROWS", "FewShotLL
 # docs/accuracy_log.md): on SST-2 (2 classes) the pick took it in 3 draws of 5 and went
 # from 0.751 to 0.810; on TREC (6 classes) the adapter was 14 points below the frozen
 # pick and never taken, on MAS (7, one draw) 40 points below, and its folds cost 4 and
-# 13 minutes on a CPU thread against half a minute for every other candidate (each row is scored with
-# every label's words, so a step costs more with each class). Below 8 rows it was
-# not measured, and the folds would train it on 2-5 rows per class.
+# 13 minutes on a CPU thread against half a minute for every other candidate (each row
+# is scored with every label's words, so a step costs more with each class). Below 8
+# rows it was not measured, and the folds would train it on 2-5 rows per class.
 FINE_TUNE_MIN_ROWS = 8
 FINE_TUNE_MAX_CLASSES = 4
 
@@ -380,7 +380,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     adapter: :func:`~skllm_fewshot.finetuning.auto_steps` steps of 8 rows, each a
     forward and a backward pass. It dominates the fit: with it, the same 16 SST-2
     rows take about 5 minutes on one busy CPU thread (64 rows: 9 minutes), against
-    20 s without (``fine_tune=False``); ``docs/accuracy.md`` gives the times measured.
+    20 s without (``fine_tune=False``); ``docs/performance.md`` gives the times measured.
 
     See Also
     --------
