@@ -9,6 +9,7 @@ test rows with the adapter against the same prompt without it, measured side by 
 
     python benchmarks/bench_finetune.py --task sst2 --ks 8 --draws 1 2 --lrs 1e-3 --steps 20 40
     python benchmarks/bench_finetune.py --task trec --ks 8 --draws 0 1 2 --probe-C 0.1   # fine-tune, then probe
+    python benchmarks/bench_finetune.py --ks 16 --minority-rows 4 --class-weights none balanced   # unbalanced rows
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def main(argv=None) -> None:
     parser.add_argument("--probe-C", nargs="+", type=float, default=[],
                         help="fine-tune then probe: a StandardScaler + LogisticRegression(C) head on the adapted "
                              "features (the frozen head's default C is 0.1)")
+    parser.add_argument("--class-weights", nargs="+", default=["none"], choices=["none", "balanced"],
+                        help="LoRAFineTuning's class_weight values")
+    parser.add_argument("--minority-rows", type=int, default=None,
+                        help="unbalanced rows: the first class gets this many rows, the others k")
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default=str(BENCH_DATA))
@@ -65,13 +70,16 @@ def main(argv=None) -> None:
     for draw in args.draws:
         order = draw_rows(y, draw, max(args.ks))
         for k in args.ks:
-            rows = np.concatenate([o[:k] for o in order])
+            rows = np.concatenate([o[: (args.minority_rows if i == 0 and args.minority_rows else k)]
+                                   for i, o in enumerate(order)])
             for lr in args.lrs:
-                settings = [(st, sm, C) for st in args.steps for sm in args.smoothing for C in (args.probe_C or [None])]
-                for steps, smoothing, C in settings:
+                settings = [(st, sm, C, cw) for st in args.steps for sm in args.smoothing
+                            for C in (args.probe_C or [None]) for cw in args.class_weights]
+                for steps, smoothing, C, weight in settings:
                     probe = None if C is None else make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000))
                     tuning = LoRAFineTuning(learning_rate=lr, max_steps=steps if steps == "auto" else int(steps),
-                                            label_smoothing=smoothing, probe=probe)
+                                            label_smoothing=smoothing, probe=probe,
+                                            class_weight=None if weight == "none" else weight)
                     clf = FewShotLLMClassifier(n_examples_per_class=1, random_state=draw, calibrate=False,
                                                head=tuning, **options)
                     start = time.perf_counter()
@@ -91,7 +99,9 @@ def main(argv=None) -> None:
                         plain_s = round(time.perf_counter() - before, 1)
                     curve = clf.head_.loss_curve_
                     record = dict(task=args.task, draw=draw, k=k, lr=lr, steps=clf.head_.n_steps_, smoothing=smoothing,
-                                  probe_C=C,
+                                  probe_C=C, class_weight=weight, minority_rows=args.minority_rows,
+                                  macro_recall=round(float(np.mean([(clf.classes_[proba.argmax(1)][yt == c] == c).mean()
+                                                                    for c in np.unique(yt)])), 4),
                                   accuracy=round(accuracy, 4), log_loss=round(loss, 4), fit_s=round(fitted - start, 1),
                                   predict_s=round(predicted - fitted, 1), prompt_predict_s=plain_s,
                                   loss_first=round(float(np.mean(curve[:5])), 3),

@@ -132,12 +132,18 @@ def test_lora_is_a_head_parameter_grid_search_can_tune(make):
 
 
 def test_balanced_weights_and_the_probe(make):
-    X, y = SENTIMENT_X + SENTIMENT_X[:3], SENTIMENT_Y + SENTIMENT_Y[:3]
+    X, y = SENTIMENT_X + SENTIMENT_X[:1], SENTIMENT_Y + SENTIMENT_Y[:1]  # 4 positive, 3 of the others
     balanced = make(head=quick(class_weight="balanced")).fit(X, y)
     counts = np.unique(y, return_counts=True)[1]
-    np.testing.assert_allclose(balanced.head_.prior_, counts / counts.sum())
+    np.testing.assert_allclose(balanced.head_.class_weight_, len(y) / (len(counts) * counts))
+    assert make(head=quick()).fit(X, y).head_.class_weight_ is None
     proba = balanced.predict_proba(SENTIMENT_X)
     np.testing.assert_allclose(proba.sum(axis=1), 1)
+    # The weights change the training, not the prediction (no prior multiplied back):
+    # the same adapter predicts the same without them.
+    unweighted = pickle.loads(pickle.dumps(balanced))
+    unweighted.head_.class_weight_ = None
+    np.testing.assert_allclose(unweighted.predict_proba(SENTIMENT_X), proba, atol=1e-6)
     probed = make(head=quick(probe=LogisticRegression()), head_layers=[-1]).fit(X, y)
     assert probed.head_.probe_ is not None
     assert probed.predict_proba(SENTIMENT_X).shape == (len(SENTIMENT_X), 3)
