@@ -132,10 +132,10 @@ class LoRAFineTuning(BaseEstimator):
     class_weight : None or "balanced", default=None
         ``"balanced"`` weighs each class's loss by the inverse of its frequency
         (scikit-learn's ``compute_class_weight``), so that the adapter predicts as if
-        the classes were equally frequent, as ``LogisticRegression(class_weight=
-        "balanced")`` does. Multiplying the training frequencies back at predict was
-        measured and dropped: on SST-2 with 4 negative and 16 positive reviews it
-        scored 0.677 on the balanced test rows, against 0.787 unweighted.
+        the classes were equally frequent, as a ``LogisticRegression`` with
+        ``class_weight="balanced"`` does: on SST-2 with 4 negative and 16 positive
+        reviews, 0.857 on balanced test rows against 0.787 unweighted (multiplying the
+        training frequencies back at predict, as first built, scored 0.677).
     label_smoothing : float, default=0.1
         The targets' smoothing (each wrong class gets ``label_smoothing`` divided
         among the classes): a few rows drive an unsmoothed loss to zero, and the
