@@ -92,6 +92,18 @@ def load_task(name: str, args: argparse.Namespace, test_size: int):
     return X, y, Xt[keep], yt[keep]
 
 
+def add_cell_arguments(parser: argparse.ArgumentParser, ks: list[int], draws: int) -> None:
+    """The options that name the cells (tasks, k, draws) and where the data and threads come from,
+    shared by the benchmarks that read ``load_task`` and ``draw_rows``."""
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
+    parser.add_argument("--ks", nargs="+", type=int, default=ks)
+    parser.add_argument("--draws", type=int, default=draws)
+    parser.add_argument("--first-draw", type=int, default=0, help="to add draws to an earlier run")
+    parser.add_argument("--data-dir", default=str(BENCH_DATA))
+    parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+
+
 def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
     """Per class, the pool rows in this draw's order: the first k are the k-row set."""
     rng = np.random.RandomState(100 + draw)
@@ -240,15 +252,9 @@ def plot(records: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
-    parser.add_argument("--ks", nargs="+", type=int, default=list(KS))
-    parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--first-draw", type=int, default=0, help="to add draws to an earlier run")
+    add_cell_arguments(parser, list(KS), 3)
     parser.add_argument("--test", type=int, default=300, help="test rows per task")
-    parser.add_argument("--data-dir", default=str(BENCH_DATA))
-    parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel processes")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS,
                         help="run only these (e.g. a changed one, with --merge)")
     parser.add_argument("--merge", type=int, default=0, metavar="N",

@@ -51,7 +51,7 @@ def main(argv=None) -> None:
 
     import torch
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import balanced_accuracy_score, log_loss
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -86,7 +86,8 @@ def main(argv=None) -> None:
                     clf.fit(X[rows], y[rows])
                     fitted = time.perf_counter()
                     proba = clf.predict_proba(Xt)
-                    accuracy = float((clf.classes_[proba.argmax(1)] == yt).mean())
+                    pred = clf.classes_[proba.argmax(1)]
+                    accuracy = float((pred == yt).mean())
                     loss = float(log_loss(yt, np.clip(proba, 1e-15, 1), labels=clf.classes_))
                     predicted = time.perf_counter()
                     plain_s = None
@@ -100,8 +101,7 @@ def main(argv=None) -> None:
                     curve = clf.head_.loss_curve_
                     record = dict(task=args.task, draw=draw, k=k, lr=lr, steps=clf.head_.n_steps_, smoothing=smoothing,
                                   probe_C=C, class_weight=weight, minority_rows=args.minority_rows,
-                                  macro_recall=round(float(np.mean([(clf.classes_[proba.argmax(1)][yt == c] == c).mean()
-                                                                    for c in np.unique(yt)])), 4),
+                                  macro_recall=round(float(balanced_accuracy_score(yt, pred)), 4),
                                   accuracy=round(accuracy, 4), log_loss=round(loss, 4), fit_s=round(fitted - start, 1),
                                   predict_s=round(predicted - fitted, 1), prompt_predict_s=plain_s,
                                   loss_first=round(float(np.mean(curve[:5])), 3),

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task, make_configs  # noqa: E402
-from _common import DEFAULT_DATA, ROOT  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
+from _common import ROOT  # noqa: E402
 
 CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 
@@ -118,13 +118,7 @@ def report() -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
-    parser.add_argument("--ks", nargs="+", type=int, default=[2, 4, 8])
-    parser.add_argument("--draws", type=int, default=5)
-    parser.add_argument("--first-draw", type=int, default=0)
-    parser.add_argument("--data-dir", default=str(BENCH_DATA))
-    parser.add_argument("--mas", default=str(DEFAULT_DATA))
-    parser.add_argument("--threads", type=int, default=1)
+    add_cell_arguments(parser, [2, 4, 8], 5)
     parser.add_argument("--report", action="store_true", help="only the table, from the recorded fold scores")
     args = parser.parse_args(argv)
     if not args.report:
