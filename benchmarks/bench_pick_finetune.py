@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task, make_configs  # noqa: E402
-from _common import DEFAULT_DATA, ROOT  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
+from _common import ROOT  # noqa: E402
 
 OUT_FILE = ROOT / "docs" / "pick_finetune.jsonl"
 
@@ -36,14 +36,12 @@ OUT_FILE = ROOT / "docs" / "pick_finetune.jsonl"
 def collect(args: argparse.Namespace) -> None:
     import torch
     from sklearn.base import clone
-    from sklearn.model_selection import RepeatedStratifiedKFold
-
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from skllm_fewshot.finetuning import LoRAFineTuning
-    from skllm_fewshot.model_selection import default_candidates
+    from skllm_fewshot.model_selection import default_candidates, default_cv
 
     torch.set_num_threads(args.threads)
     for task in args.tasks:
@@ -61,8 +59,7 @@ def collect(args: argparse.Namespace) -> None:
                 probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
                 candidates.append(("lora_probe", clone(lora).set_params(head=LoRAFineTuning(probe=probe))))
                 candidates = [(n, e) for n, e in candidates if not args.only or n in args.only]
-                # The search's default folds (FewShotLLMClassifierCV.fit).
-                cv = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=draw)
+                cv = default_cv(k, random_state=draw)  # the search's own folds
                 folds, seconds = [], dict.fromkeys((n for n, _ in candidates), 0.0)
                 for train, test in cv.split(Xk, yk):
                     fold = dict(y=yk[test].tolist(), proba={})
@@ -163,13 +160,7 @@ def report(path: Path) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "trec", "mas"], choices=sorted(TASKS))
-    parser.add_argument("--ks", nargs="+", type=int, default=[8])
-    parser.add_argument("--draws", type=int, default=5)
-    parser.add_argument("--first-draw", type=int, default=0)
-    parser.add_argument("--data-dir", default=str(BENCH_DATA))
-    parser.add_argument("--mas", default=str(DEFAULT_DATA))
-    parser.add_argument("--threads", type=int, default=1)
+    add_cell_arguments(parser, [8], 5)
     parser.add_argument("--out", default=str(OUT_FILE))
     parser.add_argument("--only", nargs="+", default=[], help="only these candidates (the report merges runs)")
     parser.add_argument("--report", action="store_true", help="only the table, from the recorded probabilities")

@@ -41,7 +41,7 @@ from .feature_extraction import LLMFeatures
 from .finetuning import LoRAFineTuning
 from .multilabel import check_indicator, is_indicator
 
-__all__ = ["CONSTANT", "FINE_TUNE_MAX_CLASSES", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_candidates", "default_fallback", "pick_within_noise"]
+__all__ = ["CONSTANT", "FINE_TUNE_MAX_CLASSES", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_candidates", "default_cv", "default_fallback", "pick_within_noise"]
 
 
 # fine_tune="auto": the default candidates include fine-tuning (with peft installed)
@@ -162,6 +162,36 @@ def default_candidates(
         ("prompt_batch", clone(prompt).set_params(calibrate="batch")),
         *([("lora", clone(prompt).set_params(head=LoRAFineTuning(), calibrate=False))] if fine_tune else []),
     ]
+
+
+def default_cv(k: int, multi_label: bool = False, random_state: Any = None) -> RepeatedKFold | RepeatedStratifiedKFold:
+    """The folds :class:`FewShotLLMClassifierCV` cross-validates on by default.
+
+    ``min(3, k)`` folds repeated ``ceil(8 / k)`` times, so that about 8 held-out rows
+    per class vote; stratified for one label per row (stratified folds do not apply
+    to indicator targets).
+
+    Parameters
+    ----------
+    k : int
+        Rows of the smallest class (for multi-label, of the rarest label or its absence).
+    multi_label : bool, default=False
+        Folds for a 0/1 indicator target.
+    random_state : int, RandomState instance or None, default=None
+        Shuffles the folds.
+
+    Returns
+    -------
+    RepeatedStratifiedKFold or RepeatedKFold
+
+    Examples
+    --------
+    >>> from skllm_fewshot.model_selection import default_cv
+    >>> default_cv(2).get_n_splits(), default_cv(8).get_n_splits(), type(default_cv(4, multi_label=True)).__name__
+    (8, 3, 'RepeatedKFold')
+    """
+    folds = dict(n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=random_state)
+    return RepeatedKFold(**folds) if multi_label else RepeatedStratifiedKFold(**folds)
 
 
 def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
@@ -317,7 +347,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         right by luck from one that is sure for good reason better than accuracy
         does on a few held-out rows), ``"f1_micro"`` for multi-label targets.
     cv : int, cross-validation generator or None, default=None
-        ``None``: ``min(3, k)`` folds (k: the rows of the smallest class; for
+        ``None``: :func:`default_cv`, ``min(3, k)`` folds (k: the rows of the smallest class; for
         multi-label, of the rarest label or its absence), stratified for one label
         per row, repeated ``ceil(8 / k)`` times, so that about 8 held-out rows per
         class vote.
@@ -527,11 +557,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             self.best_estimator_ = _verbose(self._fallback(multi_label), self.verbose).fit(X, y)
             self.refit_time_ = time.perf_counter() - start
             return copy_input_attributes(self, self.best_estimator_)
-        cv = self.cv
-        if cv is None:
-            folds = dict(n_splits=min(3, k), n_repeats=max(1, math.ceil(8 / k)), random_state=self.random_state)
-            # Stratified folds do not apply to indicator targets (scikit-learn's check_cv).
-            cv = RepeatedKFold(**folds) if multi_label else RepeatedStratifiedKFold(**folds)
+        cv = default_cv(k, multi_label, self.random_state) if self.cv is None else self.cv
         cv = check_cv(cv, y, classifier=True)
         scoring = self.scoring
         if scoring is None:
