@@ -102,6 +102,7 @@ def add_cell_arguments(parser: argparse.ArgumentParser, ks: list[int], draws: in
     parser.add_argument("--data-dir", default=str(BENCH_DATA))
     parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--model", default=None, help="model name, id, folder or .gguf (default: the embedded default)")
 
 
 def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
@@ -110,7 +111,7 @@ def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(y == c))[:k_max] for c in np.unique(y)]
 
 
-def make_configs(task: str, draw: int, configs_run=CONFIGS):
+def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -127,7 +128,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS):
         options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
 
     def llm(**kw):
-        return FewShotLLMClassifier(n_examples_per_class=1, random_state=draw, **options, **kw)
+        return FewShotLLMClassifier(model=model, n_examples_per_class=1, random_state=draw, **options, **kw)
 
     def lr(c):
         return LogisticRegression(C=c, max_iter=3000)
@@ -173,7 +174,7 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
         order = draw_rows(y, draw, max(args.ks))
         for k in args.ks:
             rows = np.concatenate([o[:k] for o in order])
-            for name, model in make_configs(task, draw, args.configs).items():
+            for name, model in make_configs(task, draw, args.configs, args.model).items():
                 start = time.perf_counter()
                 model.fit(X[rows], y[rows])
                 fitted = time.perf_counter()

