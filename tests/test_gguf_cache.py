@@ -44,11 +44,22 @@ def entries(cache):
     return model_cache_info(disk_cache=cache)["disk_entries"]
 
 
+TOKENIZER_TEXTS = ["good film", "  two  spaces\n\nand lines\t", "'ll <s> x </s>", "¡Qué bien! 🚀", ""]
+
+
 def assert_same_model(a, b):
     ids_a, logits_a = logits(a)
     ids_b, logits_b = logits(b)
     assert torch.equal(ids_a, ids_b)
     assert torch.equal(logits_a, logits_b)  # max diff 0
+    # The converted entry's tokenizer is read from its tokenizer.json: the same tokens and specials.
+    for special in (True, False):
+        assert a.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"] == \
+            b.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
+    assert a.tokenizer.all_special_tokens == b.tokenizer.all_special_tokens
+    assert (a.tokenizer.bos_token_id, a.tokenizer.eos_token_id, a.tokenizer.pad_token_id) == \
+        (b.tokenizer.bos_token_id, b.tokenizer.eos_token_id, b.tokenizer.pad_token_id)
+    assert a.tokenizer.chat_template == b.tokenizer.chat_template
 
 
 @pytest.fixture(autouse=True)
