@@ -14,6 +14,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mascorpus" / "tweets_marketing.csv"
 
+
 def load_mas(path: str | os.PathLike = DEFAULT_DATA):
     """The MAS tweets with the seed's class names, and the seed's instruction."""
     from skllm_fewshot.datasets import load_mas_tweets
@@ -91,15 +92,30 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(1) == b.argmax(1)))
 
 
-def save_record(out: str | os.PathLike, name: str, command: str, meta: dict, rows: list[dict], table: str,
-                latest: str | None = None) -> None:
+def save_record(
+    out: str | os.PathLike,
+    name: str,
+    command: str,
+    meta: dict,
+    rows: list[dict],
+    table: str,
+    latest: str | None = None,
+) -> None:
     """Print the table; append the run to ``out/name`` (JSON line), and write ``out/latest`` if given."""
     print()
     print(table)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / name, "a") as f:
-        f.write(json.dumps({**meta, "command": command,
-                            "rows": [{k: v for k, v in r.items() if k != "proba"} for r in rows]}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    **meta,
+                    "command": command,
+                    "rows": [{k: v for k, v in r.items() if k != "proba"} for r in rows],
+                }
+            )
+            + "\n"
+        )
     if latest:
         (out / latest).write_text(table)

@@ -49,8 +49,21 @@ from _common import DEFAULT_DATA, ROOT  # noqa: E402
 
 BENCH_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 KS = (1, 2, 4, 8, 16, 32)
-CONFIGS = ("seed", "prompt", "prompt_cf", "prompt_batch", "head", "knn", "tfidf_word", "tfidf_char", "union",
-           "prompt_tfidf", "prompt_union", "lora", "pick")
+CONFIGS = (
+    "seed",
+    "prompt",
+    "prompt_cf",
+    "prompt_batch",
+    "head",
+    "knn",
+    "tfidf_word",
+    "tfidf_char",
+    "union",
+    "prompt_tfidf",
+    "prompt_union",
+    "lora",
+    "pick",
+)
 
 # Per task: instruction, text and label field names, label words.
 TASKS = {
@@ -70,6 +83,7 @@ def load_task(name: str, args: argparse.Namespace, test_size: int):
 
     rng = np.random.RandomState(0)
     if name == "sst2":
+
         def read(path):
             rows = [line.rstrip("\n").split(" ", 1) for line in open(path, encoding="utf-8") if line.strip()]
             return np.array([t for _, t in rows], dtype=object), np.array([int(c) for c, _ in rows])
@@ -77,8 +91,11 @@ def load_task(name: str, args: argparse.Namespace, test_size: int):
         X, y = read(Path(args.data_dir) / "sst2_train.txt")
         Xt, yt = read(Path(args.data_dir) / "sst2_dev.txt")
     elif name == "trec":
-        rows = [line.rstrip("\n").split(" ", 1) for line in open(Path(args.data_dir) / "trec_train.txt",
-                                                                   encoding="latin-1") if line.strip()]
+        rows = [
+            line.rstrip("\n").split(" ", 1)
+            for line in open(Path(args.data_dir) / "trec_train.txt", encoding="latin-1")
+            if line.strip()
+        ]
         texts = np.array([t for _, t in rows], dtype=object)
         labels = np.array([c.split(":")[0] for c, _ in rows], dtype=object)
         X, Xt, y, yt = train_test_split(texts, labels, test_size=800, stratify=labels, random_state=0)
@@ -102,7 +119,9 @@ def add_cell_arguments(parser: argparse.ArgumentParser, ks: list[int], draws: in
     parser.add_argument("--data-dir", default=str(BENCH_DATA))
     parser.add_argument("--mas", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--model", default=None, help="model name, id, folder or .gguf (default: the embedded default)")
+    parser.add_argument(
+        "--model", default=None, help="model name, id, folder or .gguf (default: the embedded default)"
+    )
 
 
 def draw_rows(y: np.ndarray, draw: int, k_max: int) -> list[np.ndarray]:
@@ -183,15 +202,28 @@ def run_task(task: str, args_dict: dict) -> list[dict]:
                 model_classes = getattr(model, "classes_", classes)
                 pred = np.asarray(model_classes)[proba.argmax(1)]
                 picked = getattr(model, "best_name_", "")
-                records.append(dict(task=task, draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
-                                    log_loss=log_loss(yt, np.clip(proba, 1e-15, 1), labels=model_classes),
-                                    fit_s_per_row=(fitted - start) / len(rows),
-                                    predict_s_per_row=(done - fitted) / len(Xt), picked=picked))
+                records.append(
+                    dict(
+                        task=task,
+                        draw=draw,
+                        k=k,
+                        config=name,
+                        accuracy=accuracy_score(yt, pred),
+                        log_loss=log_loss(yt, np.clip(proba, 1e-15, 1), labels=model_classes),
+                        fit_s_per_row=(fitted - start) / len(rows),
+                        predict_s_per_row=(done - fitted) / len(Xt),
+                        picked=picked,
+                    )
+                )
                 cv = getattr(model, "cv_results_", None)
                 if cv is not None:  # each candidate's fold scores, to study the pick's rule offline
                     names = list(cv["name"])
-                    splits = sorted(key for key in cv if key.startswith("split") and key.endswith("_test_score"))
-                    records[-1]["cv_scores"] = {n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)}
+                    splits = sorted(
+                        key for key in cv if key.startswith("split") and key.endswith("_test_score")
+                    )
+                    records[-1]["cv_scores"] = {
+                        n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)
+                    }
                 print(json.dumps({k_: v for k_, v in records[-1].items()}), flush=True)
     return records
 
@@ -200,28 +232,51 @@ def render(records: list[dict], meta: dict) -> str:
     import pandas as pd
 
     df = pd.DataFrame(records)
-    lines = [f"Command: `{meta['command']}`; {meta['date']}, {meta['draws']} draws, {meta['test']} test rows "
-             "per task, the embedded SmolLM2-135M-Instruct on the CPU.", ""]
+    lines = [
+        f"Command: `{meta['command']}`; {meta['date']}, {meta['draws']} draws, {meta['test']} test rows "
+        "per task, the embedded SmolLM2-135M-Instruct on the CPU.",
+        "",
+    ]
     for task, part in df.groupby("task", sort=False):
-        acc = part.pivot_table(index="config", columns="k", values="accuracy", aggfunc="mean").reindex(CONFIGS)
-        sd = part.pivot_table(index="config", columns="k", values="accuracy", aggfunc="std", dropna=False).reindex(CONFIGS)
+        acc = part.pivot_table(index="config", columns="k", values="accuracy", aggfunc="mean").reindex(
+            CONFIGS
+        )
+        sd = part.pivot_table(
+            index="config", columns="k", values="accuracy", aggfunc="std", dropna=False
+        ).reindex(CONFIGS)
         ll = part.pivot_table(index="config", columns="k", values="log_loss", aggfunc="mean").reindex(CONFIGS)
         ks = list(acc.columns)
-        lines += [f"### {task}: accuracy (± std over draws) and log-loss", "",
-                  "| config | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+        lines += [
+            f"### {task}: accuracy (± std over draws) and log-loss",
+            "",
+            "| config | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---" * (len(ks) + 1) + "|",
+        ]
         for config in acc.index:
             cells = [
-                f"{acc.loc[config, k]:.3f}" + ("" if np.isnan(sd.loc[config, k]) else f" ± {sd.loc[config, k]:.3f}")
-                + f" ({ll.loc[config, k]:.2f})" if not np.isnan(acc.loc[config, k]) else "-"
+                f"{acc.loc[config, k]:.3f}"
+                + ("" if np.isnan(sd.loc[config, k]) else f" ± {sd.loc[config, k]:.3f}")
+                + f" ({ll.loc[config, k]:.2f})"
+                if not np.isnan(acc.loc[config, k])
+                else "-"
                 for k in ks
             ]
             lines.append(f"| {config} | " + " | ".join(cells) + " |")
-        picks = part[part.config == "pick"].groupby("k")["picked"].apply(lambda s: ", ".join(p or "-" for p in s))
-        lines += ["", "FewShotLLMClassifierCV's picks by k (fallback: one row per class): "
-                  + "; ".join(f"k={k}: {p}" for k, p in picks.items()), ""]
+        picks = (
+            part[part.config == "pick"].groupby("k")["picked"].apply(lambda s: ", ".join(p or "-" for p in s))
+        )
+        lines += [
+            "",
+            "FewShotLLMClassifierCV's picks by k (fallback: one row per class): "
+            + "; ".join(f"k={k}: {p}" for k, p in picks.items()),
+            "",
+        ]
     speed = df[df.config == "head"].agg({"fit_s_per_row": "median", "predict_s_per_row": "median"})
-    lines += [f"Head path speed (median over tasks, draws and k): fit {speed['fit_s_per_row']:.3f} s per "
-              f"training row, predict {speed['predict_s_per_row']:.3f} s per predicted row.", ""]
+    lines += [
+        f"Head path speed (median over tasks, draws and k): fit {speed['fit_s_per_row']:.3f} s per "
+        f"training row, predict {speed['predict_s_per_row']:.3f} s per predicted row.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -240,8 +295,14 @@ def plot(records: list[dict], path: Path) -> None:
         # One colour per configuration: the default cycle has 10, fewer than CONFIGS.
         for config, colour in zip(CONFIGS, plt.cm.tab20.colors):
             if config in part:
-                ax.plot(part.index, part[config], marker="o", label=config, color="black" if config == "pick" else colour,
-                        lw=2.5 if config == "pick" else 1.2)
+                ax.plot(
+                    part.index,
+                    part[config],
+                    marker="o",
+                    label=config,
+                    color="black" if config == "pick" else colour,
+                    lw=2.5 if config == "pick" else 1.2,
+                )
         ax.set_xscale("log", base=2)
         ax.set_title(task)
         ax.set_xlabel("labelled rows per class (k)")
@@ -252,15 +313,27 @@ def plot(records: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_cell_arguments(parser, list(KS), 3)
     parser.add_argument("--test", type=int, default=300, help="test rows per task")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel processes")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS,
-                        help="run only these (e.g. a changed one, with --merge)")
-    parser.add_argument("--merge", type=int, default=0, metavar="N",
-                        help="report with the records of the last N runs in accuracy.jsonl; this run's replace "
-                             "theirs for the same task, draw, k and configuration")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(CONFIGS),
+        choices=CONFIGS,
+        help="run only these (e.g. a changed one, with --merge)",
+    )
+    parser.add_argument(
+        "--merge",
+        type=int,
+        default=0,
+        metavar="N",
+        help="report with the records of the last N runs in accuracy.jsonl; this run's replace "
+        "theirs for the same task, draw, k and configuration",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -269,12 +342,17 @@ def main(argv=None) -> None:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         parts = list(pool.map(run_task, args.tasks, [vars(args)] * len(args.tasks)))
     records = [r for part in parts for r in part]
-    meta = dict(command=command.strip(), date=time.strftime("%Y-%m-%d"), draws=args.draws, test=args.test,
-                seconds=round(time.perf_counter() - start))
+    meta = dict(
+        command=command.strip(),
+        date=time.strftime("%Y-%m-%d"),
+        draws=args.draws,
+        test=args.test,
+        seconds=round(time.perf_counter() - start),
+    )
     out = Path(args.out)
     with open(out / "accuracy.jsonl", "a+", encoding="utf-8") as f:
         f.seek(0)
-        earlier = [json.loads(line) for line in f if line.strip()][-args.merge:] if args.merge else []
+        earlier = [json.loads(line) for line in f if line.strip()][-args.merge :] if args.merge else []
         if records:  # --draws 0 --merge N: only report
             f.write(json.dumps(dict(meta=meta, records=records)) + "\n")
     merged = {}
@@ -282,7 +360,9 @@ def main(argv=None) -> None:
         merged.update({(r["task"], r["draw"], r["k"], r["config"]): r for r in run["records"]})
     if earlier:
         meta["command"] = "; ".join(run["meta"]["command"] for run in [*earlier, dict(meta=meta)])
-        meta["draws"] = len({(r["task"], r["draw"]) for r in merged.values()}) // len({r["task"] for r in merged.values()})
+        meta["draws"] = len({(r["task"], r["draw"]) for r in merged.values()}) // len(
+            {r["task"] for r in merged.values()}
+        )
     records = list(merged.values())
     table = render(records, meta)
     print(table)

@@ -69,9 +69,18 @@ def single_process(clf, texts: list[str], threads: int | None) -> dict:
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-    return dict(run=f"(a{'' if threads is None else ', 1 thread'}) single process", processes=1,
-                threads=used, seconds=seconds, rows_per_s=len(texts) / seconds, cold_s=None,
-                rss_mib=_rss_mib(), peak_rss_mib=None, loads=None, proba=proba)
+    return dict(
+        run=f"(a{'' if threads is None else ', 1 thread'}) single process",
+        processes=1,
+        threads=used,
+        seconds=seconds,
+        rows_per_s=len(texts) / seconds,
+        cold_s=None,
+        rss_mib=_rss_mib(),
+        peak_rss_mib=None,
+        loads=None,
+        proba=proba,
+    )
 
 
 def on_cluster(clf, texts: list[str], n_workers: int, partitions: int, worker_threads: int) -> dict:
@@ -84,12 +93,22 @@ def on_cluster(clf, texts: list[str], n_workers: int, partitions: int, worker_th
 
     # Two collections with their own names, so the warm job's keys differ from the cold
     # job's and nothing computed by the first is reused by the second.
-    cold_series, series = (dd.from_pandas(pd.Series(texts, name=n), npartitions=partitions) for n in ("cold", "warm"))
+    cold_series, series = (
+        dd.from_pandas(pd.Series(texts, name=n), npartitions=partitions) for n in ("cold", "warm")
+    )
     # The Nanny sets OMP_NUM_THREADS before it starts a worker; torch reads it at import.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": str(worker_threads)}):
         start = time.perf_counter()
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             client.wait_for_workers(n_workers, timeout=300)
             started = time.perf_counter() - start
             start = time.perf_counter()
@@ -100,12 +119,19 @@ def on_cluster(clf, texts: list[str], n_workers: int, partitions: int, worker_th
             seconds = time.perf_counter() - start
             state = client.run(_worker_state)
     workers = list(state.values())
-    return dict(run=f"LocalCluster, {n_workers} worker{'s' if n_workers > 1 else ''}", processes=n_workers,
-                threads=workers[0]["threads"], seconds=seconds, rows_per_s=len(texts) / seconds,
-                cold_s=cold, start_s=started,
-                rss_mib=max(w["rss_mib"] for w in workers),
-                peak_rss_mib=max(w["peak_rss_mib"] for w in workers),
-                loads=[w["loads"] for w in workers], proba=proba.to_numpy())
+    return dict(
+        run=f"LocalCluster, {n_workers} worker{'s' if n_workers > 1 else ''}",
+        processes=n_workers,
+        threads=workers[0]["threads"],
+        seconds=seconds,
+        rows_per_s=len(texts) / seconds,
+        cold_s=cold,
+        start_s=started,
+        rss_mib=max(w["rss_mib"] for w in workers),
+        peak_rss_mib=max(w["peak_rss_mib"] for w in workers),
+        loads=[w["loads"] for w in workers],
+        proba=proba.to_numpy(),
+    )
 
 
 def run(args: argparse.Namespace) -> tuple[dict, list[dict]]:
@@ -114,8 +140,13 @@ def run(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     texts = test["TEXTO"].tolist()
     texts = texts[: args.n] if args.n else texts
     clf = FewShotLLMClassifier(
-        model=args.model, instruction=instruction, text_name="Tweet", label_name="Categoría",
-        n_examples_per_class=1, scoring=args.scoring, random_state=0,
+        model=args.model,
+        instruction=instruction,
+        text_name="Tweet",
+        label_name="Categoría",
+        n_examples_per_class=1,
+        scoring=args.scoring,
+        random_state=0,
     ).fit(train["TEXTO"], train["SECTOR"])
     load = [os.getloadavg()]
     rows = [single_process(clf, texts, None), single_process(clf, texts, 1)]
@@ -134,10 +165,20 @@ def run(args: argparse.Namespace) -> tuple[dict, list[dict]]:
         r["max_abs_diff"] = float(np.abs(r["proba"] - ref["proba"]).max())
         r["agreement"] = agreement(ref["proba"], r["proba"])
     scaling = by_workers[2]["rows_per_s"] / by_workers[1]["rows_per_s"] if {1, 2} <= set(by_workers) else None
-    meta = dict(model=args.model or "SmolLM2-135M-Instruct", scoring=args.scoring, n=len(texts),
-                partitions=args.partitions, worker_threads=args.worker_threads, scaling_2_vs_1=scaling,
-                cores=os.cpu_count(), load_before=load[0], load_after=load[1], torch=torch.__version__,
-                machine=platform.processor() or platform.machine(), date=time.strftime("%Y-%m-%d"))
+    meta = dict(
+        model=args.model or "SmolLM2-135M-Instruct",
+        scoring=args.scoring,
+        n=len(texts),
+        partitions=args.partitions,
+        worker_threads=args.worker_threads,
+        scaling_2_vs_1=scaling,
+        cores=os.cpu_count(),
+        load_before=load[0],
+        load_after=load[1],
+        torch=torch.__version__,
+        machine=platform.processor() or platform.machine(),
+        date=time.strftime("%Y-%m-%d"),
+    )
     return meta, rows
 
 
@@ -184,9 +225,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes to measure")
     parser.add_argument("--partitions", type=int, default=8, help="partitions of the texts")
     parser.add_argument("--worker-threads", type=int, default=1, help="torch threads per worker process")
-    parser.add_argument(
-        "--out", default=str(ROOT / "docs"), help="folder for performance_dask.jsonl"
-    )
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for performance_dask.jsonl")
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_dask.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta, rows = run(args)

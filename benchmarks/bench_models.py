@@ -76,8 +76,13 @@ def run_cells(model: str, task: str, args_dict: dict) -> list[dict]:
         start = time.perf_counter()
         clf, labels = zero_shot(task, model)
         pred = labels[clf.predict_proba(Xt).argmax(1)]
-        record(draw=0, k=0, config="zero", accuracy=accuracy_score(yt.astype(str), pred.astype(str)),
-               seconds=time.perf_counter() - start)
+        record(
+            draw=0,
+            k=0,
+            config="zero",
+            accuracy=accuracy_score(yt.astype(str), pred.astype(str)),
+            seconds=time.perf_counter() - start,
+        )
     ks = [k for k in args.ks if k > 0]
     for draw in range(args.first_draw, args.first_draw + args.draws) if ks else ():
         order = draw_rows(y, draw, max(ks))
@@ -90,8 +95,14 @@ def run_cells(model: str, task: str, args_dict: dict) -> list[dict]:
                 start = time.perf_counter()
                 estimator.fit(X[rows], y[rows])
                 pred = estimator.predict(Xt)
-                record(draw=draw, k=k, config=name, accuracy=accuracy_score(yt, pred),
-                       seconds=time.perf_counter() - start, picked=getattr(estimator, "best_name_", ""))
+                record(
+                    draw=draw,
+                    k=k,
+                    config=name,
+                    accuracy=accuracy_score(yt, pred),
+                    seconds=time.perf_counter() - start,
+                    picked=getattr(estimator, "best_name_", ""),
+                )
     return records
 
 
@@ -109,7 +120,8 @@ clf.predict_proba(shipped["TEXTO"][:1])
 first = time.perf_counter()
 tweets, instruction = load_mas({mas!r})
 texts = tweets["TEXTO"].to_numpy(dtype=object)
-mas = FewShotLLMClassifier(model={model!r}, instruction=instruction, random_state=0).fit(texts[:300], tweets["SECTOR"][:300])
+mas = FewShotLLMClassifier(model={model!r}, instruction=instruction, random_state=0)
+mas.fit(texts[:300], tweets["SECTOR"][:300])
 mas.predict_proba(texts[300:316])  # the prefix and the threads warmed
 result = {{}}
 with peak_memory(result):
@@ -117,7 +129,8 @@ with peak_memory(result):
     mas.predict_proba(texts[-{n}:])
     per_text = (time.perf_counter() - t) / {n}
 print(json.dumps(dict(import_s=imported - start, first_answer_s=first - start, predict_ms_per_text=1e3 * per_text,
-                      predict_peak_mib=result["peak_mib"], max_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+                      predict_peak_mib=result["peak_mib"],
+                      max_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 """
 
 
@@ -131,53 +144,98 @@ def measure_cost(model: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     code = _COST.format(bench=str(Path(__file__).parent), model=model, mas=args.mas, n=args.n)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return dict(model=model, **json.loads(out.stdout.strip().splitlines()[-1]), gguf_mib=gguf.stat().st_size / 2**20,
-                converted_mib=sum(e["bytes"] for e in entries) / 2**20)
+    return dict(
+        model=model,
+        **json.loads(out.stdout.strip().splitlines()[-1]),
+        gguf_mib=gguf.stat().st_size / 2**20,
+        converted_mib=sum(e["bytes"] for e in entries) / 2**20,
+    )
 
 
 def render(records: list[dict], costs: list[dict], meta: dict) -> str:
     import pandas as pd
 
-    lines = [f"Command: `{meta['command']}`; {meta['date']}. Accuracy on {meta['test']} test rows per task (mean ± std over "
-             f"draws), rows drawn as in `bench_accuracy.py`; one torch thread per process.", ""]
+    lines = [
+        f"Command: `{meta['command']}`; {meta['date']}. Accuracy on {meta['test']} test rows per task (mean ± std over "
+        f"draws), rows drawn as in `bench_accuracy.py`; one torch thread per process.",
+        "",
+    ]
     if records:
         df = pd.DataFrame(records)
-        cells = df.groupby(["task", "config", "k", "model"]).accuracy.agg(["mean", "std", "count"]).reset_index()
+        cells = (
+            df.groupby(["task", "config", "k", "model"]).accuracy.agg(["mean", "std", "count"]).reset_index()
+        )
         models = [m for m in MODELS if m in set(df.model)] + sorted(set(df.model) - set(MODELS))
-        lines += ["| task | estimator | k | " + " | ".join(models) + " | draws |", "|---" * (len(models) + 4) + "|"]
+        lines += [
+            "| task | estimator | k | " + " | ".join(models) + " | draws |",
+            "|---" * (len(models) + 4) + "|",
+        ]
         for (task, config, k), part in cells.groupby(["task", "config", "k"], sort=False):
             by = part.set_index("model")
-            row = [f"{by.loc[m, 'mean']:.3f}" + ("" if np.isnan(by.loc[m, "std"]) else f" ± {by.loc[m, 'std']:.3f}")
-                   if m in by.index else "-" for m in models]
-            lines.append(f"| {task} | {config} | {k} | " + " | ".join(row) + f" | {int(part['count'].min())} |")
+            row = [
+                f"{by.loc[m, 'mean']:.3f}"
+                + ("" if np.isnan(by.loc[m, "std"]) else f" ± {by.loc[m, 'std']:.3f}")
+                if m in by.index
+                else "-"
+                for m in models
+            ]
+            lines.append(
+                f"| {task} | {config} | {k} | " + " | ".join(row) + f" | {int(part['count'].min())} |"
+            )
         mean = cells.groupby(["config", "k", "model"])["mean"].agg(["mean", "count"]).reset_index()
-        lines += ["", "Mean over the tasks measured in every model:", "",
-                  "| estimator | k | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
+        lines += [
+            "",
+            "Mean over the tasks measured in every model:",
+            "",
+            "| estimator | k | " + " | ".join(models) + " |",
+            "|---" * (len(models) + 2) + "|",
+        ]
         for (config, k), part in mean.groupby(["config", "k"]):
             by = part.set_index("model")
-            lines.append(f"| {config} | {k} | " + " | ".join(f"{by.loc[m, 'mean']:.3f} ({int(by.loc[m, 'count'])} tasks)"
-                                                           if m in by.index else "-" for m in models) + " |")
+            lines.append(
+                f"| {config} | {k} | "
+                + " | ".join(
+                    f"{by.loc[m, 'mean']:.3f} ({int(by.loc[m, 'count'])} tasks)" if m in by.index else "-"
+                    for m in models
+                )
+                + " |"
+            )
     if costs:
-        lines += ["", "| model | warm start to first answer (s) | predict ms/text | predict peak MiB | "
-                  "process max RSS MiB | GGUF MiB | converted copy MiB |", "|---" * 7 + "|"]
+        lines += [
+            "",
+            "| model | warm start to first answer (s) | predict ms/text | predict peak MiB | "
+            "process max RSS MiB | GGUF MiB | converted copy MiB |",
+            "|---" * 7 + "|",
+        ]
         for c in costs:
-            lines.append(f"| {c['model']} | {c['first_answer_s']:.1f} | {c['predict_ms_per_text']:.1f} | "
-                         f"{c['predict_peak_mib']:.0f} | {c['max_rss_mib']:.0f} | {c['gguf_mib']:.0f} | "
-                         f"{c['converted_mib']:.0f} |")
+            lines.append(
+                f"| {c['model']} | {c['first_answer_s']:.1f} | {c['predict_ms_per_text']:.1f} | "
+                f"{c['predict_peak_mib']:.0f} | {c['max_rss_mib']:.0f} | {c['gguf_mib']:.0f} | "
+                f"{c['converted_mib']:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_cell_arguments(parser, [0, 2, 8], 5)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     parser.add_argument("--test", type=int, default=300, help="test rows per task")
     parser.add_argument("--jobs", type=int, default=1, help="(model, task) cells run in parallel processes")
-    parser.add_argument("--cost", action="store_true", help="also measure each model's start-up, speed and memory")
+    parser.add_argument(
+        "--cost", action="store_true", help="also measure each model's start-up, speed and memory"
+    )
     parser.add_argument("--n", type=int, default=128, help="tweets in the timed predict pass (--cost)")
-    parser.add_argument("--merge", type=int, default=0, metavar="N",
-                        help="report with the records of the last N runs in models.jsonl (this run's replace theirs)")
+    parser.add_argument(
+        "--merge",
+        type=int,
+        default=0,
+        metavar="N",
+        help="report with the records of the last N runs in models.jsonl (this run's replace theirs)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -188,14 +246,20 @@ def main(argv=None) -> None:
         parts = list(pool.map(run_cells, *zip(*pairs), [vars(args)] * len(pairs))) if pairs else []
     records = [r for part in parts for r in part]
     costs = [measure_cost(m, args) for m in args.models] if args.cost else []
-    meta = dict(command=command.strip(), date=time.strftime("%Y-%m-%d"), test=args.test,
-                seconds=round(time.perf_counter() - start))
+    meta = dict(
+        command=command.strip(),
+        date=time.strftime("%Y-%m-%d"),
+        test=args.test,
+        seconds=round(time.perf_counter() - start),
+    )
     path = Path(args.out) / "models.jsonl"
-    earlier = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    earlier = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
     if records or costs:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(dict(meta=meta, records=records, costs=costs)) + "\n")
-    runs = [*earlier[len(earlier) - args.merge:]] if args.merge else []
+    runs = [*earlier[len(earlier) - args.merge :]] if args.merge else []
     merged, merged_costs = {}, {}
     for run in [*runs, dict(meta=meta, records=records, costs=costs)]:
         merged.update({(r["model"], r["task"], r["draw"], r["k"], r["config"]): r for r in run["records"]})

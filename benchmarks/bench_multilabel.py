@@ -40,7 +40,9 @@ def main(argv=None) -> None:
     from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
     from skllm_fewshot.datasets import load_customer_messages
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--draws", type=int, default=5, help="splits; 0 measures the cost only")
     parser.add_argument("--out", default=str(ROOT / "docs" / "multilabel.md"))
     parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
@@ -48,25 +50,45 @@ def main(argv=None) -> None:
     messages = load_customer_messages()
     X, Y = messages["text"].to_numpy(dtype=object), messages.drop(columns="text")
     configs = {
-        "FewShotLLMClassifierCV(random_state=s), the defaults": lambda s: FewShotLLMClassifierCV(random_state=s),
-        "prompt (calibrate='domain', the default)": lambda s: FewShotLLMClassifier(n_examples_per_class=2,
-                                                                                   random_state=s),
-        "prompt, calibrate=True": lambda s: FewShotLLMClassifier(n_examples_per_class=2, calibrate=True,
-                                                                 random_state=s),
-        "prompt, at_least_one": lambda s: FewShotLLMClassifier(n_examples_per_class=2, at_least_one=True,
-                                                               random_state=s),
+        "FewShotLLMClassifierCV(random_state=s), the defaults": lambda s: FewShotLLMClassifierCV(
+            random_state=s
+        ),
+        "prompt (calibrate='domain', the default)": lambda s: FewShotLLMClassifier(
+            n_examples_per_class=2, random_state=s
+        ),
+        "prompt, calibrate=True": lambda s: FewShotLLMClassifier(
+            n_examples_per_class=2, calibrate=True, random_state=s
+        ),
+        "prompt, at_least_one": lambda s: FewShotLLMClassifier(
+            n_examples_per_class=2, at_least_one=True, random_state=s
+        ),
         "head, default layers, C=0.01": lambda s: FewShotLLMClassifier(
-            n_examples_per_class=2, head=make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), random_state=s),
+            n_examples_per_class=2,
+            head=make_pipeline(StandardScaler(), LogisticRegression(C=0.01)),
+            random_state=s,
+        ),
         "head, final layer, C=0.1": lambda s: FewShotLLMClassifier(
-            n_examples_per_class=2, head=make_pipeline(StandardScaler(), LogisticRegression(C=0.1)),
-            head_layers=[-1], random_state=s),
-        "GridSearchCV pick of the head (layers x C, f1_micro, 3 folds of the training half)": lambda s: GridSearchCV(
-            FewShotLLMClassifier(n_examples_per_class=2, head=make_pipeline(StandardScaler(), LogisticRegression()),
-                                 random_state=s),
-            {"head_layers": ["auto", [-1]], "head__logisticregression__C": [0.01, 0.1, 1.0]},
-            scoring="f1_micro", cv=KFold(3, shuffle=True, random_state=s)),
+            n_examples_per_class=2,
+            head=make_pipeline(StandardScaler(), LogisticRegression(C=0.1)),
+            head_layers=[-1],
+            random_state=s,
+        ),
+        "GridSearchCV pick of the head (layers x C, f1_micro, 3 folds of the training half)": lambda s: (
+            GridSearchCV(
+                FewShotLLMClassifier(
+                    n_examples_per_class=2,
+                    head=make_pipeline(StandardScaler(), LogisticRegression()),
+                    random_state=s,
+                ),
+                {"head_layers": ["auto", [-1]], "head__logisticregression__C": [0.01, 0.1, 1.0]},
+                scoring="f1_micro",
+                cv=KFold(3, shuffle=True, random_state=s),
+            )
+        ),
         "TF-IDF + one-vs-rest LR": lambda s: make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), OneVsRestClassifier(LogisticRegression(C=10))),
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            OneVsRestClassifier(LogisticRegression(C=10)),
+        ),
     }
     configs = {name: make for name, make in configs.items() if args.only in name}
     scores = {name: [] for name in [*configs, "best constant predictor"]}
@@ -81,9 +103,12 @@ def main(argv=None) -> None:
                 picks.append(model.best_name_)
                 cv_seconds.append(time.perf_counter() - t0)
             scores[name].append(f1_score(Y_test, model.predict(X_test), average="micro"))
-        scores["best constant predictor"].append(max(
-            f1_score(Y_test, np.tile(c, (len(Y_test), 1)), average="micro", zero_division=0)
-            for c in product([0, 1], repeat=Y.shape[1])))
+        scores["best constant predictor"].append(
+            max(
+                f1_score(Y_test, np.tile(c, (len(Y_test), 1)), average="micro", zero_division=0)
+                for c in product([0, 1], repeat=Y.shape[1])
+            )
+        )
         print({k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
 
     # Cost: the same texts under a multi-label prompt and a single-label one with the topics as classes.
@@ -109,8 +134,11 @@ def main(argv=None) -> None:
     ]
     lines += [f"| {name} | {np.mean(v):.3f} ± {np.std(v):.3f} |" for name, v in scores.items() if v]
     if picks:
-        lines += ["", f"FewShotLLMClassifierCV picked {', '.join(picks)}; its fit took "
-                  f"{np.median(cv_seconds):.0f} s (median over splits, 60 rows)."]
+        lines += [
+            "",
+            f"FewShotLLMClassifierCV picked {', '.join(picks)}; its fit took "
+            f"{np.median(cv_seconds):.0f} s (median over splits, 60 rows).",
+        ]
     ratio_tokens = cost["multi-label"][0] / cost["single-label"][0]
     ratio_seconds = cost["multi-label"][1] / cost["single-label"][1]
     lines += [

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 from _common import ROOT  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
 OUT_FILE = ROOT / "docs" / "pick_finetune.jsonl"
 
@@ -74,12 +74,25 @@ def collect(args: argparse.Namespace) -> None:
                     model = clone(estimator).fit(Xk, yk)
                     proba = model.predict_proba(Xt)
                     test[name] = float(np.mean(classes[proba.argmax(1)] == yt))
-                record = dict(task=task, draw=draw, k=k, classes=classes.tolist(), folds=folds, test_accuracy=test,
-                              cv_seconds=seconds)
+                record = dict(
+                    task=task,
+                    draw=draw,
+                    k=k,
+                    classes=classes.tolist(),
+                    folds=folds,
+                    test_accuracy=test,
+                    cv_seconds=seconds,
+                )
                 with open(args.out, "a", encoding="utf-8") as out:
                     out.write(json.dumps(record) + "\n")
-                print(task, draw, k, {n: round(a, 3) for n, a in test.items()},
-                      {n: round(s) for n, s in seconds.items()}, flush=True)
+                print(
+                    task,
+                    draw,
+                    k,
+                    {n: round(a, 3) for n, a in test.items()},
+                    {n: round(s) for n, s in seconds.items()},
+                    flush=True,
+                )
 
 
 def fold_scores(record: dict, name: str, metric: str) -> np.ndarray:
@@ -120,7 +133,10 @@ def library_pick(record: dict, with_tuned: tuple[str, ...] = ()) -> str:
         raise KeyError(missing)
     names = [n for n in record["test_accuracy"] if not n.startswith("lora") or n in with_tuned] + [CONSTANT]
     folds = np.array([fold_scores(record, n, "log_loss") for n in names]).T
-    cv_results = {"mean_test_score": folds.mean(0), **{f"split{i}_test_score": f for i, f in enumerate(folds)}}
+    cv_results = {
+        "mean_test_score": folds.mean(0),
+        **{f"split{i}_test_score": f for i, f in enumerate(folds)},
+    }
     return names[pick_within_noise(cv_results, names)]
 
 
@@ -134,14 +150,18 @@ def report(path: Path) -> str:
                 cell[name].update(r[name])
             for fold, more in zip(cell["folds"], r["folds"]):
                 fold["proba"].update(more["proba"])
-    rules = {"frozen pick": lambda r: library_pick(r), "the pick with lora": lambda r: library_pick(r, ("lora",)),
-             "lora alone": lambda r: "lora",
-             "the pick with lora_probe": lambda r: library_pick(r, ("lora_probe",)),
-             "lora_probe alone": lambda r: "lora_probe"}
+    rules = {
+        "frozen pick": lambda r: library_pick(r),
+        "the pick with lora": lambda r: library_pick(r, ("lora",)),
+        "lora alone": lambda r: "lora",
+        "the pick with lora_probe": lambda r: library_pick(r, ("lora_probe",)),
+        "lora_probe alone": lambda r: "lora_probe",
+    }
     for metric in ("log_loss", "accuracy", "brier"):
         for margin in (0.0, 1.0):
             rules[f"lora over the frozen pick by {metric}, {margin:g} SE"] = functools.partial(
-                choose, metric=metric, margin_se=margin)
+                choose, metric=metric, margin_se=margin
+            )
     lines = ["| task | k | draws | " + " | ".join(rules) + " |", "|---" * (len(rules) + 3) + "|"]
     for task, k in sorted(dict.fromkeys((t, k) for t, _, k in cells)):
         records = [cells[key] for key in sorted(cells) if key[0] == task and key[2] == k]
@@ -159,11 +179,17 @@ def report(path: Path) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_cell_arguments(parser, [8], 5)
     parser.add_argument("--out", default=str(OUT_FILE))
-    parser.add_argument("--only", nargs="+", default=[], help="only these candidates (the report merges runs)")
-    parser.add_argument("--report", action="store_true", help="only the table, from the recorded probabilities")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="only these candidates (the report merges runs)"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="only the table, from the recorded probabilities"
+    )
     args = parser.parse_args(argv)
     if not args.report:
         collect(args)

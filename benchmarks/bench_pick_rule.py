@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 from _common import ROOT  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
 CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 
@@ -51,11 +51,19 @@ def collect(args: argparse.Namespace) -> None:
                     start = time.perf_counter()
                     search.fit(X[rows], y[rows])
                     cv = search.cv_results_
-                    splits = sorted((key for key in cv if key.startswith("split") and key.endswith("_test_score")),
-                                    key=lambda key: int(key[5:].split("_")[0]))
+                    splits = sorted(
+                        (key for key in cv if key.startswith("split") and key.endswith("_test_score")),
+                        key=lambda key: int(key[5:].split("_")[0]),
+                    )
                     names = [n for n, _ in default_candidates(search.classifier)] + [CONSTANT]
-                    record = dict(task=task, draw=draw, k=k, picked=search.best_name_, fit_s=time.perf_counter() - start,
-                                  cv_scores={n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)})
+                    record = dict(
+                        task=task,
+                        draw=draw,
+                        k=k,
+                        picked=search.best_name_,
+                        fit_s=time.perf_counter() - start,
+                        cv_scores={n: [float(cv[s][i]) for s in splits] for i, n in enumerate(names)},
+                    )
                     out.write(json.dumps(record) + "\n")
                     out.flush()
                     print(task, draw, k, search.best_name_, f"{record['fit_s']:.0f} s", flush=True)
@@ -91,9 +99,13 @@ def report() -> str:
     for line in open(CV_FILE, encoding="utf-8"):
         r = json.loads(line)
         cells[(r["task"], r["draw"], r["k"])] = r
-    rules = {"plain best (before)": (None, ()), "1 SE over prompt": (1.0, ("prompt",)),
-             "1 SE over prompt and constant": (1.0, ("prompt", "constant")),
-             "1 SE over constant": (1.0, ("constant",)), "2 SE over constant": (2.0, ("constant",))}
+    rules = {
+        "plain best (before)": (None, ()),
+        "1 SE over prompt": (1.0, ("prompt",)),
+        "1 SE over prompt and constant": (1.0, ("prompt", "constant")),
+        "1 SE over constant": (1.0, ("constant",)),
+        "2 SE over constant": (2.0, ("constant",)),
+    }
     lines = ["| task | k | prompt | " + " | ".join(rules) + " |", "|---" * (len(rules) + 3) + "|"]
     for task in dict.fromkeys(t for t, _, _ in cells):
         for k in sorted({k for t, _, k in cells if t == task}):
@@ -117,7 +129,9 @@ def report() -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_cell_arguments(parser, [2, 4, 8], 5)
     parser.add_argument("--report", action="store_true", help="only the table, from the recorded fold scores")
     args = parser.parse_args(argv)

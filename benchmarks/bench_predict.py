@@ -23,7 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    DEFAULT_DATA, ROOT, agreement, load_mas, matmul_gflops, peak_memory, save_record, seed_split,
+    DEFAULT_DATA,
+    ROOT,
+    agreement,
+    load_mas,
+    matmul_gflops,
+    peak_memory,
+    save_record,
+    seed_split,
 )
 
 from skllm_fewshot import FewShotLLMClassifier  # noqa: E402
@@ -32,15 +39,42 @@ from skllm_fewshot.reference import seed_first_token_proba  # noqa: E402
 
 # Real architectures' shapes, randomly initialised (no weights can be downloaded).
 RANDOM_CONFIGS = {
-    "smollm2-135m": ("LlamaConfig", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
-                                         tie_word_embeddings=True)),
-    "gemma-2b": ("GemmaConfig", dict(hidden_size=2048, intermediate_size=16384, num_hidden_layers=18,
-                                     num_attention_heads=8, num_key_value_heads=1, head_dim=256,
-                                     vocab_size=256000)),
-    "llama-3.2-1b": ("LlamaConfig", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                                         tie_word_embeddings=True)),
+    "smollm2-135m": (
+        "LlamaConfig",
+        dict(
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "gemma-2b": (
+        "GemmaConfig",
+        dict(
+            hidden_size=2048,
+            intermediate_size=16384,
+            num_hidden_layers=18,
+            num_attention_heads=8,
+            num_key_value_heads=1,
+            head_dim=256,
+            vocab_size=256000,
+        ),
+    ),
+    "llama-3.2-1b": (
+        "LlamaConfig",
+        dict(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=128256,
+            tie_word_embeddings=True,
+        ),
+    ),
 }
 
 
@@ -82,9 +116,15 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     def make(**kw):
         return FewShotLLMClassifier(
-            model=model, tokenizer=tokenizer, instruction=instruction, text_name="Tweet",
-            label_name="Categoría", n_examples_per_class=1, random_state=0,
-            batch_size=args.batch_size, **kw,
+            model=model,
+            tokenizer=tokenizer,
+            instruction=instruction,
+            text_name="Tweet",
+            label_name="Categoría",
+            n_examples_per_class=1,
+            random_state=0,
+            batch_size=args.batch_size,
+            **kw,
         ).fit(train["TEXTO"], train["SECTOR"])
 
     peak_gflops = matmul_gflops(device)
@@ -101,9 +141,18 @@ def run(args: argparse.Namespace) -> list[dict]:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
         flops = tokens * body_flops + head_rows * head_flops
-        rows.append(dict(method=name, seconds=seconds, proba=proba, tweets_per_s=count / seconds,
-                         ms_per_tweet=1000 * seconds / count, peak_mib=mem["peak_mib"],
-                         gflops=flops / seconds / 1e9, tokens_per_tweet=tokens / count))
+        rows.append(
+            dict(
+                method=name,
+                seconds=seconds,
+                proba=proba,
+                tweets_per_s=count / seconds,
+                ms_per_tweet=1000 * seconds / count,
+                peak_mib=mem["peak_mib"],
+                gflops=flops / seconds / 1e9,
+                tokens_per_tweet=tokens / count,
+            )
+        )
         print(f"  {name}: {1000 * seconds / count:.1f} ms/tweet", flush=True)
 
     seed_clf = make(scoring="first_token", calibrate=False)  # the seed's method
@@ -136,9 +185,16 @@ def run(args: argparse.Namespace) -> list[dict]:
             fast_model = load_model(args.model, device=device, dtype=dtype)
             for scoring in ("first_token", "full_label"):
                 fast = FewShotLLMClassifier(
-                    model=fast_model.model, tokenizer=fast_model.tokenizer, instruction=instruction,
-                    text_name="Tweet", label_name="Categoría", n_examples_per_class=1, random_state=0,
-                    batch_size=args.batch_size, scoring=scoring, calibrate=False,
+                    model=fast_model.model,
+                    tokenizer=fast_model.tokenizer,
+                    instruction=instruction,
+                    text_name="Tweet",
+                    label_name="Categoría",
+                    n_examples_per_class=1,
+                    random_state=0,
+                    batch_size=args.batch_size,
+                    scoring=scoring,
+                    calibrate=False,
                 ).fit(train["TEXTO"], train["SECTOR"])
                 fast.predict_proba(texts[:4])
                 timed(f"opt-in {scoring} dtype={dtype}", library(fast), len(texts))
@@ -153,9 +209,18 @@ def run(args: argparse.Namespace) -> list[dict]:
         # The exact float32 library row with the same scoring, for the opt-in paths.
         exact = rows[2] if "full_label" in row["method"] else rows[1] if len(rows) > 1 else row
         row["agreement_with_exact"] = agreement(exact["proba"], row["proba"])
-    meta = dict(model=source, device=device, n=len(texts), n_seed=n_seed, batch_size=args.batch_size,
-                matmul_gflops=peak_gflops, torch=torch.__version__, threads=torch.get_num_threads(),
-                machine=platform.processor() or platform.machine(), date=time.strftime("%Y-%m-%d"))
+    meta = dict(
+        model=source,
+        device=device,
+        n=len(texts),
+        n_seed=n_seed,
+        batch_size=args.batch_size,
+        matmul_gflops=peak_gflops,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        machine=platform.processor() or platform.machine(),
+        date=time.strftime("%Y-%m-%d"),
+    )
     return meta, rows
 
 
@@ -185,7 +250,9 @@ def render(meta: dict, rows: list[dict], command: str) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--n", type=int, default=200, help="test tweets scored")
     parser.add_argument("--n-seed", type=int, default=0, help="tweets for the slow seed loop (default: --n)")
@@ -199,8 +266,15 @@ def main(argv=None) -> None:
     command = "python benchmarks/bench_predict.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta, rows = run(args)
     command = command.strip()
-    save_record(args.out, "performance.jsonl", command, meta, rows, render(meta, rows, command),
-                latest="performance_latest.md")
+    save_record(
+        args.out,
+        "performance.jsonl",
+        command,
+        meta,
+        rows,
+        render(meta, rows, command),
+        latest="performance_latest.md",
+    )
 
 
 if __name__ == "__main__":

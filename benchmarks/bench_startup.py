@@ -223,8 +223,14 @@ def render(record: dict) -> str:
     ]
     for name in ("joblib warm", "joblib cold"):
         j = r[name]
-        lines.append(f"| {name.split()[1]} | {j['load_s']:.2f} | {j['first_predict_s']:.2f} | {j['load_to_answer_s']:.2f} |")
-    lines += ["", f"Bound for it (from_pretrained of the converted files + one pass): {bound['load_and_pass_s']:.2f} s.", ""]
+        lines.append(
+            f"| {name.split()[1]} | {j['load_s']:.2f} | {j['first_predict_s']:.2f} | {j['load_to_answer_s']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Bound for it (from_pretrained of the converted files + one pass): {bound['load_and_pass_s']:.2f} s.",
+        "",
+    ]
     if "cv_fit" in r:
         c = r["cv_fit"]
         lines += [

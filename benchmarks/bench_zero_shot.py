@@ -4,7 +4,8 @@ On the 91 example tweets of ``skllm_fewshot.datasets.load_example_tweets`` (7 se
 with the embedded model: (a) the calibrated prompt with one example per class, over
 several draws of the examples, scored on the tweets not in the prompt; (b) zero-shot
 from the class names alone, ``fit(None, names)``; (c) zero-shot with
-``label_descriptions`` (each class's description shown as a demonstration). Prints the table and writes ``docs/zero_shot.md``.
+``label_descriptions`` (each class's description shown as a demonstration). Prints the table and
+writes ``docs/zero_shot.md``.
 
     python benchmarks/bench_zero_shot.py --draws 5
 """
@@ -31,7 +32,9 @@ INSTRUCTION = (
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--draws", type=int, default=5, help="draws of the one-shot examples")
     parser.add_argument("--out", default=str(ROOT / "docs" / "zero_shot.md"))
     args = parser.parse_args(argv)
@@ -45,29 +48,43 @@ def main(argv=None) -> None:
         for calibrate in (True, "domain"):
             accs = []
             for seed in range(args.draws):
-                clf = FewShotLLMClassifier(n_examples_per_class=1, instruction=INSTRUCTION, scoring=scoring,
-                                           calibrate=calibrate, random_state=seed, **common).fit(X, y)
+                clf = FewShotLLMClassifier(
+                    n_examples_per_class=1,
+                    instruction=INSTRUCTION,
+                    scoring=scoring,
+                    calibrate=calibrate,
+                    random_state=seed,
+                    **common,
+                ).fit(X, y)
                 shown = {t for t, _ in clf.examples_}
                 rest = np.array([t not in shown for t in X])
                 accs.append(clf.score(X[rest], y[rest]))
-            rows.append((f"one example per class, calibrate={calibrate!r} ({scoring})", np.mean(accs), np.std(accs)))
-        for label, extra in (("zero-shot, class names", dict(instruction=INSTRUCTION)),
-                             ("zero-shot, names + label_descriptions",
-                              dict(instruction=INSTRUCTION, label_descriptions=SECTOR_DESCRIPTIONS))):
-            clf = FewShotLLMClassifier(n_examples_per_class=0, scoring=scoring, **common, **extra).fit(None, names)
+            rows.append(
+                (f"one example per class, calibrate={calibrate!r} ({scoring})", np.mean(accs), np.std(accs))
+            )
+        for label, extra in (
+            ("zero-shot, class names", dict(instruction=INSTRUCTION)),
+            (
+                "zero-shot, names + label_descriptions",
+                dict(instruction=INSTRUCTION, label_descriptions=SECTOR_DESCRIPTIONS),
+            ),
+        ):
+            clf = FewShotLLMClassifier(n_examples_per_class=0, scoring=scoring, **common, **extra).fit(
+                None, names
+            )
             rows.append((f"{label} ({scoring})", clf.score(X, y), 0.0))
     lines = [
         "# Zero-shot from class names and descriptions",
         "",
-        "Command: `python benchmarks/bench_zero_shot.py --draws %d`; the embedded SmolLM2-135M-Instruct on the"
-        " CPU, the 91 shipped example tweets (7 sectors, `load_example_tweets`);"
-        " %.0f s; %s." % (args.draws, time.perf_counter() - start, time.strftime("%Y-%m-%d")),
+        f"Command: `python benchmarks/bench_zero_shot.py --draws {args.draws}`; the embedded SmolLM2-135M-Instruct"
+        " on the CPU, the 91 shipped example tweets (7 sectors, `load_example_tweets`);"
+        f" {time.perf_counter() - start:.0f} s; {time.strftime('%Y-%m-%d')}.",
         "",
-        "The one-example rows are the mean (± std) over %d draws of the examples, scored on the tweets"
+        f"The one-example rows are the mean (± std) over {args.draws} draws of the examples, scored on the tweets"
         " not in the prompt (fitted on all 91, so `calibrate='domain'` draws its bags of words from"
         " all of them); the zero-shot rows need no labelled tweet and are scored on all 91, with"
         " content-free calibration (the default's, without training texts)."
-        " The descriptions are `skllm_fewshot.datasets.SECTOR_DESCRIPTIONS`." % args.draws,
+        " The descriptions are `skllm_fewshot.datasets.SECTOR_DESCRIPTIONS`.",
         "",
         "| configuration | accuracy |",
         "|---|---|",

@@ -29,8 +29,9 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
-import skllm_fewshot  # noqa: E402
 import torch  # noqa: E402
+
+import skllm_fewshot  # noqa: E402
 
 # The examples run in this process. On a CPU that other jobs share (CI runners, a
 # machine several people use), two torch threads wait for each other at every

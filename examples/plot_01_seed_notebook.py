@@ -165,7 +165,7 @@ full_label = clone(seed_like).set_params(scoring="full_label").fit(train["TEXTO"
 tokenizer = load_model().tokenizer  # the embedded model, loaded once: this is the cached one
 for label, first, whole in zip(seed_like.classes_, seed_like.label_token_ids_, full_label.label_token_ids_):
     pieces = [tokenizer.decode([token]) for token in whole]
-    print(f"{label:>14}: first_token scores {pieces[:len(first)]}, full_label scores {pieces}")
+    print(f"{label:>14}: first_token scores {pieces[: len(first)]}, full_label scores {pieces}")
 
 # %%
 # The default, ``scoring="full_label"``, scores a label by the sum of the

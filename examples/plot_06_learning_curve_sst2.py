@@ -67,16 +67,24 @@ from sklearn.preprocessing import StandardScaler
 
 from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
 
-prompt = dict(instruction="Classify the sentiment of each movie review: {labels}.", text_name="Review",
-              label_name="Sentiment", label_words={0: "negative", 1: "positive"}, random_state=0)
+prompt = dict(
+    instruction="Classify the sentiment of each movie review: {labels}.",
+    text_name="Review",
+    label_name="Sentiment",
+    label_words={0: "negative", 1: "positive"},
+    random_state=0,
+)
 models = {
-    "head": lambda: FewShotLLMClassifier(head=make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), **prompt),
+    "head": lambda: FewShotLLMClassifier(
+        head=make_pipeline(StandardScaler(), LogisticRegression(C=0.01)), **prompt
+    ),
     "prompt (calibrated)": lambda: FewShotLLMClassifier(**prompt),
     "TF-IDF + LR": lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=10)),
     # Frozen candidates only: from 8 rows per class the pick would also fine-tune an
     # adapter (minutes on a CPU), which is plot_09_fine_tuning's subject.
-    "FewShotLLMClassifierCV": lambda: FewShotLLMClassifierCV(FewShotLLMClassifier(**prompt), random_state=0,
-                                                             fine_tune=False),
+    "FewShotLLMClassifierCV": lambda: FewShotLLMClassifierCV(
+        FewShotLLMClassifier(**prompt), random_state=0, fine_tune=False
+    ),
 }
 picked = []
 rng = np.random.RandomState(1)
@@ -89,7 +97,11 @@ for k in ks:
         model = make().fit(X_pool[rows], y_pool[rows])
         accuracy[name].append(model.score(X_test, y_test))
     picked.append(model.best_name_)
-    print(f"k={k:2d}: " + ", ".join(f"{name} {acc[-1]:.2f}" for name, acc in accuracy.items()) + f" ({picked[-1]})")
+    print(
+        f"k={k:2d}: "
+        + ", ".join(f"{name} {acc[-1]:.2f}" for name, acc in accuracy.items())
+        + f" ({picked[-1]})"
+    )
 
 # %%
 # The curve

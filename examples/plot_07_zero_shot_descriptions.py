@@ -21,8 +21,10 @@ from skllm_fewshot.datasets import SECTOR_DESCRIPTIONS, load_example_tweets
 tweets, _ = load_example_tweets()
 X, y = tweets["TEXTO"], tweets["SECTOR"]
 names = sorted(y.unique())
-instruction = ("Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
-               "Las posibles categorías son: {labels}")
+instruction = (
+    "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
+    "Las posibles categorías son: {labels}"
+)
 common = dict(text_name="Tweet", label_name="Categoría", n_examples_per_class=0)
 names_only = FewShotLLMClassifier(instruction=instruction, **common).fit(None, names)
 print(f"zero-shot, names: {names_only.score(X, y):.3f}")
@@ -46,8 +48,13 @@ import numpy as np
 
 one_shot = []
 for seed in range(3):
-    clf = FewShotLLMClassifier(instruction=instruction, text_name="Tweet", label_name="Categoría",
-                               n_examples_per_class=1, random_state=seed).fit(X, y)
+    clf = FewShotLLMClassifier(
+        instruction=instruction,
+        text_name="Tweet",
+        label_name="Categoría",
+        n_examples_per_class=1,
+        random_state=seed,
+    ).fit(X, y)
     rest = ~X.isin([text for text, _ in clf.examples_])
     one_shot.append(clf.score(X[rest], y[rest]))
 print(f"one example per class: {np.mean(one_shot):.3f} ± {np.std(one_shot):.3f}")
@@ -57,7 +64,9 @@ import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6, 3))
 labels = ["zero-shot, names", "zero-shot, descriptions", "1 example per class"]
-ax.barh(labels, [names_only.score(X, y), described.score(X, y), np.mean(one_shot)], xerr=[0, 0, np.std(one_shot)])
+ax.barh(
+    labels, [names_only.score(X, y), described.score(X, y), np.mean(one_shot)], xerr=[0, 0, np.std(one_shot)]
+)
 ax.axvline(1 / len(names), color="grey", ls=":", label="chance")
 ax.set_xlabel("accuracy on the 91 example tweets")
 ax.legend()

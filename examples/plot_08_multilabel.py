@@ -40,17 +40,18 @@ print("thresholds:", dict(zip(clf.classes_, clf.head_.thresholds_.round(2))))
 # %%
 # Scores per topic
 # ----------------
-from sklearn.metrics import classification_report, f1_score
-
 from itertools import product
 
 import numpy as np
+from sklearn.metrics import classification_report, f1_score
 
 pred = clf.predict(X_test)
 print(classification_report(Y_test, pred, target_names=list(clf.classes_), zero_division=0))
 # The best constant predictor: the same label set for every message, the best of all 16.
-constant = max(f1_score(Y_test, np.tile(c, (len(Y_test), 1)), average="micro", zero_division=0)
-               for c in product([0, 1], repeat=Y.shape[1]))
+constant = max(
+    f1_score(Y_test, np.tile(c, (len(Y_test), 1)), average="micro", zero_division=0)
+    for c in product([0, 1], repeat=Y.shape[1])
+)
 print(f"micro-F1 {f1_score(Y_test, pred, average='micro'):.3f} (the best constant predictor: {constant:.3f})")
 
 # %%

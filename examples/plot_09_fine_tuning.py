@@ -42,11 +42,17 @@ from sklearn.preprocessing import StandardScaler
 from skllm_fewshot import FewShotLLMClassifier
 from skllm_fewshot.finetuning import LoRAFineTuning
 
-common = dict(instruction="Clasificar los tweets por sector: {labels}.", text_name="Tweet",
-              label_name="Categoría", random_state=0)
+common = dict(
+    instruction="Clasificar los tweets por sector: {labels}.",
+    text_name="Tweet",
+    label_name="Categoría",
+    random_state=0,
+)
 models = {
     "prompt": FewShotLLMClassifier(**common),
-    "frozen head": FewShotLLMClassifier(head=make_pipeline(StandardScaler(), LogisticRegression(C=0.1)), **common),
+    "frozen head": FewShotLLMClassifier(
+        head=make_pipeline(StandardScaler(), LogisticRegression(C=0.1)), **common
+    ),
     "LoRA fine-tuned": FewShotLLMClassifier(head=LoRAFineTuning(max_steps=15), calibrate=False, **common),
 }
 scores = {}

@@ -5,5 +5,11 @@ from .loading import clear_model_cache, model_cache_info
 from .model_selection import FewShotLLMClassifierCV
 from .reference import check_model
 
-__all__ = ["FewShotLLMClassifier", "FewShotLLMClassifierCV", "check_model", "clear_model_cache", "model_cache_info"]
+__all__ = [
+    "FewShotLLMClassifier",
+    "FewShotLLMClassifierCV",
+    "check_model",
+    "clear_model_cache",
+    "model_cache_info",
+]
 __version__ = "0.1.0"

@@ -8,7 +8,9 @@ import time
 from collections.abc import Sequence
 
 # The seed notebook's few-shot sentiment task.
-SEED_INSTRUCTION = "Decide whether the following product reviews' sentiment is positive, neutral, or negative."
+SEED_INSTRUCTION = (
+    "Decide whether the following product reviews' sentiment is positive, neutral, or negative."
+)
 SEED_EXAMPLES = [
     ("I love my new chess board!", "positive"),
     ("Not what I expected but I guess it'll do", "neutral"),
@@ -85,13 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skllm_fewshot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="the seed's few-shot sentiment example on the embedded model")
-    p.add_argument("--model", default=None, help="Hugging Face id, folder or .gguf file (default: embedded SmolLM2)")
+    p.add_argument(
+        "--model", default=None, help="Hugging Face id, folder or .gguf file (default: embedded SmolLM2)"
+    )
     p.add_argument("--scoring", default="full_label", choices=["full_label", "first_token"])
     p.add_argument("--device", default="auto")
     p.set_defaults(func=demo)
     c = sub.add_parser("cache", help="list or remove the GGUF models converted once and kept on disk")
     c.add_argument("action", choices=["info", "clear"])
-    c.add_argument("--dir", default=None, help="the cache folder (default: SKLLM_FEWSHOT_CACHE, else the user's)")
+    c.add_argument(
+        "--dir", default=None, help="the cache folder (default: SKLLM_FEWSHOT_CACHE, else the user's)"
+    )
     c.set_defaults(func=cache)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -21,7 +21,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EMBEDDED_MODELS", "EmbeddedModel", "ModelNotAvailableError", "embedded_model", "embedded_model_path"]
+__all__ = [
+    "EMBEDDED_MODELS",
+    "EmbeddedModel",
+    "ModelNotAvailableError",
+    "embedded_model",
+    "embedded_model_path",
+]
 
 ASSEMBLED = "assembled"
 # Joining 250 MB takes a few seconds; a lock held for minutes belongs to a dead process.

@@ -54,4 +54,3 @@ class ModelParamsMixin:
         params = self.get_params(deep=False)
         shared = {k: params.pop(k) for k in ("model", "tokenizer") if not _is_reference(params[k])}
         return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, **shared)
-

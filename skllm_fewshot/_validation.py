@@ -161,9 +161,7 @@ def check_texts(X: Any, *, name: str = "X") -> np.ndarray:
     for i, value in enumerate(arr):
         if isinstance(value, str):
             if any(c in value for c in RESERVED_CODE_POINTS):
-                raise ValueError(
-                    f"{name}[{i}] contains the reserved code point U+E000 or U+E001; remove it."
-                )
+                raise ValueError(f"{name}[{i}] contains the reserved code point U+E000 or U+E001; remove it.")
             at = _surrogate_at(value)
             if at >= 0:
                 raise ValueError(_surrogate_problem(f"{name}[{i}]", value, at))
@@ -291,7 +289,9 @@ def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
             raise ValueError(f"The label word of class {_show(c)} is {_show(w)}; use a non-empty str.")
         at = _surrogate_at(w)
         if at >= 0:
-            where = f"The label word of class {_show(c)}" + (" (the class itself)" if label_words is None else "")
+            where = f"The label word of class {_show(c)}" + (
+                " (the class itself)" if label_words is None else ""
+            )
             raise ValueError(_surrogate_problem(where, w, at))
     seen: dict[str, Any] = {}
     for c, w in zip(classes, words):
@@ -346,8 +346,10 @@ def check_params(est: Any) -> None:
         raise ValueError(f"at_least_one must be True or False; got {est.at_least_one!r}.")
     if not (est.multi_label == "auto" or isinstance(est.multi_label, (bool, np.bool_))):
         raise ValueError(f"multi_label must be 'auto', True or False; got {est.multi_label!r}.")
-    if (est.head is not None or est.calibrate == "batch") and est.example_selection == "similar" and (
-        est.n_examples_per_class > 0
+    if (
+        (est.head is not None or est.calibrate == "batch")
+        and est.example_selection == "similar"
+        and (est.n_examples_per_class > 0)
     ):
         raise ValueError(
             "A head and batch calibration learn from texts read under one prompt; use "
@@ -475,7 +477,9 @@ def warn_truncated(cut: list[int], n_texts: int) -> None:
 def check_label_texts(est: Any, classes: np.ndarray) -> tuple[list[str], list[str] | None]:
     """A classifier's label words and descriptions, in class order, checked."""
     warn_numeric_classes(classes, est.label_words)
-    return check_label_words(est.label_words, classes), check_label_descriptions(est.label_descriptions, classes)
+    return check_label_words(est.label_words, classes), check_label_descriptions(
+        est.label_descriptions, classes
+    )
 
 
 def check_named_estimators(pairs: Any, param: str, reserved: tuple[str, ...] = ()) -> list[str]:

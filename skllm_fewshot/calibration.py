@@ -35,7 +35,9 @@ __all__ = ["N_DOMAIN_QUERIES", "domain_queries", "mean_log_prior"]
 N_DOMAIN_QUERIES = 20
 
 
-def domain_queries(texts: Sequence[str], n_queries: int = N_DOMAIN_QUERIES, random_state: Any = None) -> list[str]:
+def domain_queries(
+    texts: Sequence[str], n_queries: int = N_DOMAIN_QUERIES, random_state: Any = None
+) -> list[str]:
     """Random bags of the texts' words, each as long as the texts are on average.
 
     Words are drawn with replacement from all the texts' whitespace-separated words,

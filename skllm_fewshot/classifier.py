@@ -17,14 +17,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from ._params import ModelParamsMixin
 from ._validation import check_fit_targets, check_label_texts, check_params, check_texts, warn_truncated
 from .embedding import TextEmbedder
 from .engine import CONTENT_FREE, PromptScorer
 from .heads import FeatureHead, make_head
 from .loading import ModelSpec
-from ._params import ModelParamsMixin
-from .persistence import restore, saved
 from .multilabel import decide
+from .persistence import restore, saved
 from .prompt import FewShotPrompt
 from .selection import PromptGroup, make_selection
 
@@ -282,7 +282,10 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.label_words_, self.label_descriptions_ = check_label_texts(self, self.classes_)
         spec = self._spec()
         selection = make_selection(
-            self.example_selection, self.n_examples_per_class, self.example_order, TextEmbedder(self.embedding, spec),
+            self.example_selection,
+            self.n_examples_per_class,
+            self.example_order,
+            TextEmbedder(self.embedding, spec),
             multi_label=self.multi_label_,
         )
         self.selection_ = selection.fit(texts, y, self.classes_, check_random_state(self.random_state))
@@ -296,7 +299,12 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.content_free_proba_ = engine.content_free_proba() if content_free and one else None
         self._engine = engine
         self.head_ = make_head(
-            self.head, self.calibrate, self.head_layers, self.head_features, self.multi_label_, self.threshold,
+            self.head,
+            self.calibrate,
+            self.head_layers,
+            self.head_features,
+            self.multi_label_,
+            self.threshold,
             self.random_state,
         ).fit(engine, texts, y)
         return self
@@ -405,4 +413,3 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         if self.multi_label_:
             return decide(proba, self.head_.thresholds_, self.at_least_one)
         return self.classes_[np.argmax(proba, axis=1)]
-

@@ -94,6 +94,7 @@ class TextEmbedder:
             )
         return out
 
+
 # model -> {text: vector}; weak, so the cache goes with the model.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -140,11 +141,15 @@ def mean_pooled_embeddings(
         fresh = dict(zip(missing, vectors))
     else:
         fresh = {}
-    return np.stack([fresh[t] if t in fresh else cached[t] for t in texts]) if len(texts) else np.zeros((0, 0))
+    return (
+        np.stack([fresh[t] if t in fresh else cached[t] for t in texts]) if len(texts) else np.zeros((0, 0))
+    )
 
 
 @torch.inference_mode()
-def _embed(model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int) -> list[np.ndarray]:
+def _embed(
+    model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int
+) -> list[np.ndarray]:
     # No special tokens: a BOS state is the same for every text and would pull all
     # embeddings together.
     ids = [ids[:max_length] for ids in token_ids(tokenizer, texts, add_special_tokens=False)]

@@ -172,10 +172,14 @@ class PromptScorer:
             seqs = tokens.label_ids_in_context(words)
         else:
             seqs = [ids[:1] for ids in tokens.label_first_tokens(words)]
-        owners = self.classes if len(self.classes) == len(words) else [c for c in self.classes for _ in (0, 1)]
+        owners = (
+            self.classes if len(self.classes) == len(words) else [c for c in self.classes for _ in (0, 1)]
+        )
         for c, w, ids in zip(owners, words, seqs):
             if not ids:
-                raise ValueError(f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word.")
+                raise ValueError(
+                    f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word."
+                )
         if self.scoring == "first_token":
             first: dict[int, str] = {}
             for w, ids in zip(words, seqs):
@@ -295,7 +299,9 @@ class PromptScorer:
         key = (tuple(self.scorer.prefix_ids), self.tokens.tail_text, str(self.label_token_ids))
         with _FEATURES_LOCK:
             cache = _FEATURES.setdefault(self.loaded.model, OrderedDict())
-            missing = [t for t in dict.fromkeys(texts) if not {"scores", *layers} <= cache.get((key, t), {}).keys()]
+            missing = [
+                t for t in dict.fromkeys(texts) if not {"scores", *layers} <= cache.get((key, t), {}).keys()
+            ]
 
         def score(ids: list[list[int]]) -> np.ndarray:
             if not layers:

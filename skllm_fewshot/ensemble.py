@@ -14,7 +14,8 @@ the label words cannot use.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import log_softmax
@@ -103,10 +104,12 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
             for name, estimator in self.estimators:
                 params[name] = estimator
                 if hasattr(estimator, "get_params"):
-                    params.update({f"{name}__{key}": value for key, value in estimator.get_params(deep=True).items()})
+                    params.update(
+                        {f"{name}__{key}": value for key, value in estimator.get_params(deep=True).items()}
+                    )
         return params
 
-    def set_params(self, **params: Any) -> "ProductOfExperts":
+    def set_params(self, **params: Any) -> ProductOfExperts:
         # The list first (it may replace experts), then whole experts, then their parameters.
         if "estimators" in params:
             self.estimators = params.pop("estimators")
@@ -118,7 +121,9 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
         for key in [key for key in params if "__" in key]:
             name, sub = key.split("__", 1)
             if name not in names:
-                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}: no estimator {name!r}.")
+                raise ValueError(
+                    f"Invalid parameter {key!r} for {type(self).__name__}: no estimator {name!r}."
+                )
             nested[name][sub] = params.pop(key)
         super().set_params(**params)
         for name, estimator in self.estimators if nested else ():
@@ -137,7 +142,7 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
             )
         return weights
 
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> "ProductOfExperts":
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> ProductOfExperts:
         """Fit a clone of each expert on ``X`` and ``y``.
 
         Parameters
@@ -164,7 +169,9 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
                 raise ValueError(
                     f"Estimator {name!r} has classes {list(fitted.classes_)}, the first has {list(self.classes_)}."
                 )
-        self.named_estimators_ = Bunch(**{name: fitted for (name, _), fitted in zip(self.estimators, self.estimators_)})
+        self.named_estimators_ = Bunch(
+            **{name: fitted for (name, _), fitted in zip(self.estimators, self.estimators_)}
+        )
         return copy_input_attributes(self, self.estimators_[0])
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
@@ -186,7 +193,9 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
             # A zero probability stays finite, so that another expert can still outvote it.
             total = total + weight * np.log(np.maximum(estimator.predict_proba(X), np.finfo(float).tiny))
         if np.isscalar(total):  # every weight is 0: no evidence
-            return np.full((len(self.estimators_[0].predict_proba(X)), len(self.classes_)), -np.log(len(self.classes_)))
+            return np.full(
+                (len(self.estimators_[0].predict_proba(X)), len(self.classes_)), -np.log(len(self.classes_))
+            )
         return log_softmax(total, axis=1)
 
     def predict_proba(self, X: Any) -> np.ndarray:

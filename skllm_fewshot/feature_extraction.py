@@ -125,4 +125,6 @@ class LLMFeatures(TransformerMixin, BaseEstimator):
         clf = self.classifier_
         hidden = clf.engine_.loaded.model.config.get_text_config().hidden_size
         kind = "hidden" if clf.head_features == "auto" else clf.head_features
-        return np.asarray([f"llmfeatures_{n}" for n in feature_names(clf.label_words_, hidden, kind)], dtype=object)
+        return np.asarray(
+            [f"llmfeatures_{n}" for n in feature_names(clf.label_words_, hidden, kind)], dtype=object
+        )

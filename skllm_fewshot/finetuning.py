@@ -211,10 +211,16 @@ class LoRAFineTuning(BaseEstimator):
             if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"head__{name}={value!r} is not valid; use a positive number.")
         smoothing = self.label_smoothing
-        if not isinstance(smoothing, (int, float, np.number)) or isinstance(smoothing, bool) or not 0 <= smoothing < 1:
+        if (
+            not isinstance(smoothing, (int, float, np.number))
+            or isinstance(smoothing, bool)
+            or not 0 <= smoothing < 1
+        ):
             raise ValueError(f"head__label_smoothing={smoothing!r} is not valid; use a number in [0, 1).")
         if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"head__class_weight={self.class_weight!r} is not valid; use None or 'balanced'.")
+            raise ValueError(
+                f"head__class_weight={self.class_weight!r} is not valid; use None or 'balanced'."
+            )
 
 
 class FineTunedHead:
@@ -233,7 +239,11 @@ class FineTunedHead:
     """
 
     def __init__(
-        self, tuning: LoRAFineTuning, layers: Any = "auto", kind: str = "auto", threshold: Any = "auto",
+        self,
+        tuning: LoRAFineTuning,
+        layers: Any = "auto",
+        kind: str = "auto",
+        threshold: Any = "auto",
         random_state: Any = None,
     ) -> None:
         self.tuning = tuning
@@ -244,7 +254,9 @@ class FineTunedHead:
 
     # -- the adapted model ------------------------------------------------------------
 
-    def _adapted(self, base: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    def _adapted(
+        self, base: torch.nn.Module, state: dict[str, torch.Tensor] | None = None
+    ) -> torch.nn.Module:
         peft = _peft()
         model = shared_copy(base)
         # peft freezes the base parameters, which are the shared model's: their flags are put back.
@@ -280,7 +292,11 @@ class FineTunedHead:
         if key not in engines:
             loaded = LoadedModel(models[id(base)], engine.loaded.tokenizer, engine.loaded.source)
             engines[key] = PromptScorer(
-                loaded, engine.prompt, scoring=engine.scoring, classes=engine.classes, layout=engine.scorer.layout
+                loaded,
+                engine.prompt,
+                scoring=engine.scoring,
+                classes=engine.classes,
+                layout=engine.scorer.layout,
             )
         adapted = engines[key]
         adapted.batch_size, adapted.verbose = engine.batch_size, engine.verbose
@@ -307,7 +323,9 @@ class FineTunedHead:
             targets = torch.as_tensor(codes)
             self.class_weight_ = None
             if tuning.class_weight == "balanced":
-                self.class_weight_ = compute_class_weight("balanced", classes=np.arange(len(engine.classes)), y=codes)
+                self.class_weight_ = compute_class_weight(
+                    "balanced", classes=np.arange(len(engine.classes)), y=codes
+                )
         self.config_ = peft.LoraConfig(
             r=int(tuning.rank), lora_alpha=float(tuning.alpha), lora_dropout=0.0,
             target_modules=None if tuning.target_modules is None else list(tuning.target_modules),
@@ -347,14 +365,18 @@ class FineTunedHead:
                         scores[:, 0::2] - scores[:, 1::2], target * (1 - smoothing) + smoothing / 2
                     )
                 else:
-                    loss = torch.nn.functional.cross_entropy(scores, target, weight=weight, label_smoothing=smoothing)
+                    loss = torch.nn.functional.cross_entropy(
+                        scores, target, weight=weight, label_smoothing=smoothing
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward(inputs=trained)
                 optimizer.step()
                 schedule.step()
                 self.loss_curve_.append(float(loss.detach()))
         self.n_steps_ = steps
-        self.adapter_ = {k: v.detach().cpu().clone() for k, v in peft.get_peft_model_state_dict(model).items()}
+        self.adapter_ = {
+            k: v.detach().cpu().clone() for k, v in peft.get_peft_model_state_dict(model).items()
+        }
         for p in trained:
             p.requires_grad_(False)
         # The trained copy serves the predictions: no second injection.
@@ -364,12 +386,16 @@ class FineTunedHead:
             self.thresholds_ = fixed_thresholds(self.threshold, targets.shape[1])
         self.probe_ = None
         if tuning.probe is not None:
-            self.probe_ = FeatureHead(tuning.probe, self.layers, self.kind).fit(self._engine(engine), texts, y)
+            self.probe_ = FeatureHead(tuning.probe, self.layers, self.kind).fit(
+                self._engine(engine), texts, y
+            )
         return self
 
     # -- predict --------------------------------------------------------------------------
 
-    def features(self, engine: PromptScorer, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+    def features(
+        self, engine: PromptScorer, texts: Sequence[str], truncated: list[int] | None = None
+    ) -> np.ndarray:
         """The adapted model's features of ``texts`` (``layers`` and ``kind``)."""
         head = self.probe_ if self.probe_ is not None else FeatureHead(None, self.layers, self.kind)
         return head.features(self._engine(engine), texts, truncated)

@@ -230,7 +230,11 @@ class ConvertedModelCache:
         bool
         """
         manifest = _read_json(entry / MANIFEST)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not manifest["files"]:
+        if (
+            not isinstance(manifest, dict)
+            or not isinstance(manifest.get("files"), dict)
+            or not manifest["files"]
+        ):
             return False
         for name, size in manifest["files"].items():
             path = entry / name
@@ -315,7 +319,9 @@ class ConvertedModelCache:
         try:
             entry = self.entry_path(gguf, dtype)
         except OSError as exc:
-            _warn(f"The converted-model cache at {self.root} cannot be used ({exc}); loading {gguf.name} from GGUF.")
+            _warn(
+                f"The converted-model cache at {self.root} cannot be used ({exc}); loading {gguf.name} from GGUF."
+            )
             return from_gguf()
         loaded = self._read(entry, from_folder, warn=False)
         if loaded is not None:
@@ -351,7 +357,7 @@ class ConvertedModelCache:
         if problem is None:
             try:
                 return from_folder(entry)
-            except Exception as exc:  # noqa: BLE001: any failure to read it back means: rebuild it
+            except Exception as exc:  # noqa: BLE001 (any failure to read it back means: rebuild it)
                 problem = f"{type(exc).__name__}: {exc}"
         if warn:  # the caller holds the lock: only then may the entry be removed
             _warn(f"The converted model at {entry} is corrupt ({problem}); converting it again.")
@@ -372,7 +378,7 @@ class ConvertedModelCache:
             # The manifest is written last and names every file: an entry without it is unfinished.
             _write_json(tmp / MANIFEST, manifest)
             os.replace(tmp, entry)
-        except Exception as exc:  # noqa: BLE001: a disk that cannot take the copy must not stop the load
+        except Exception as exc:  # noqa: BLE001 (a disk that cannot take the copy must not stop the load)
             shutil.rmtree(tmp, ignore_errors=True)
             _warn(
                 f"The converted model could not be written to {self.root} ({exc}); it is loaded from GGUF "

@@ -141,8 +141,12 @@ class PromptHead:
             return self._combined(self._content_free(engine), self.domain_prior_)
         return self.prior_
 
-    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.proba(texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated)
+    def predict_proba(
+        self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None
+    ) -> np.ndarray:
+        return engine.proba(
+            texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated
+        )
 
 
 class FeatureHead:
@@ -162,7 +166,9 @@ class FeatureHead:
     def __init__(self, estimator: Any, layers: Any = "auto", kind: str = "auto") -> None:
         self.estimator = estimator
         self.layers = layers
-        self.kind = ("scores" if isinstance(estimator, KNNPrompting) else "hidden") if kind == "auto" else kind
+        self.kind = (
+            ("scores" if isinstance(estimator, KNNPrompting) else "hidden") if kind == "auto" else kind
+        )
 
     def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
         n_layers = engine.loaded.model.config.get_text_config().num_hidden_layers
@@ -184,7 +190,9 @@ class FeatureHead:
             ) from exc
         return self
 
-    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+    def predict_proba(
+        self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None
+    ) -> np.ndarray:
         return self.estimator_.predict_proba(self.features(engine, texts, truncated))
 
 
@@ -217,8 +225,12 @@ class MultiLabelPromptHead(PromptHead):
             self.thresholds_ = np.full(n_labels, 0.5)
         return self
 
-    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
-        return engine.label_proba(texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated)
+    def predict_proba(
+        self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None
+    ) -> np.ndarray:
+        return engine.label_proba(
+            texts, calibrate=bool(self.calibrate), prior=self.prior(engine), truncated=truncated
+        )
 
 
 class MultiLabelFeatureHead:
@@ -238,13 +250,20 @@ class MultiLabelFeatureHead:
     def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
         return self.feature_head.features(engine, texts, truncated)
 
-    def predict_proba(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+    def predict_proba(
+        self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None
+    ) -> np.ndarray:
         return self.feature_head.predict_proba(engine, texts, truncated)
 
 
 def make_head(
-    head: Any, calibrate: bool | str, layers: Any = "auto", kind: str = "auto", multi_label: bool = False,
-    threshold: Any = "auto", random_state: Any = None,
+    head: Any,
+    calibrate: bool | str,
+    layers: Any = "auto",
+    kind: str = "auto",
+    multi_label: bool = False,
+    threshold: Any = "auto",
+    random_state: Any = None,
 ) -> Any:
     """The head for the classifier's ``head`` parameter, with a clear error for a bad one.
 
@@ -275,7 +294,9 @@ def make_head(
             "or LoRAFineTuning(...)), or a scikit-learn classifier with predict_proba, e.g. LogisticRegression()."
         )
     if kind not in HEAD_FEATURES:
-        raise ValueError(f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}.")
+        raise ValueError(
+            f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}."
+        )
     if builds:
         return head.build_head(layers, "hidden" if kind == "auto" else kind, threshold, random_state)
     if multi_label:

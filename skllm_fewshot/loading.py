@@ -132,7 +132,12 @@ def model_cache_info(disk_cache: bool | str | os.PathLike | None = None) -> dict
     root = resolve_cache_dir(disk_cache)
     entries = ConvertedModelCache(root).entries() if root is not None else []
     with _CACHE_LOCK:
-        return {"loads": _LOADS, "cached": len(_CACHE), "disk_dir": root and str(root), "disk_entries": entries}
+        return {
+            "loads": _LOADS,
+            "cached": len(_CACHE),
+            "disk_dir": root and str(root),
+            "disk_entries": entries,
+        }
 
 
 def clear_model_cache(disk: bool = False, disk_cache: bool | str | os.PathLike | None = None) -> None:
@@ -283,7 +288,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return _DTYPES[dtype]
     if dtype == QINT8:
         if device.type != "cpu":
-            raise ValueError("dtype='qint8' (dynamic int8 quantization) runs on the CPU only; use device='cpu'.")
+            raise ValueError(
+                "dtype='qint8' (dynamic int8 quantization) runs on the CPU only; use device='cpu'."
+            )
         return QINT8
     raise ValueError(f"dtype={dtype!r} is not supported; use 'auto', {QINT8!r} or one of {sorted(_DTYPES)}.")
 
@@ -321,7 +328,9 @@ def _source_key(source: Any, disk_cache: bool | str | os.PathLike | None = None)
             return str(path.resolve())
         embedded = embedded_model(str(source))
         if embedded is not None:
-            return str(embedded_model_path(embedded.name, disk_cache)) if embedded.installed else embedded.hub_id
+            return (
+                str(embedded_model_path(embedded.name, disk_cache)) if embedded.installed else embedded.hub_id
+            )
         return str(source)
     raise TypeError(f"Expected a name or path, got {type(source).__name__}.")
 
@@ -429,7 +438,9 @@ def _save_converted(loaded: tuple[Any, Any], folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
-def _read_pretrained(source: str, options: dict, model_kwargs: dict, own_tokenizer: bool = True) -> tuple[Any, Any]:
+def _read_pretrained(
+    source: str, options: dict, model_kwargs: dict, own_tokenizer: bool = True
+) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
     try:
@@ -462,7 +473,9 @@ def _read_converted(folder: Path, options: dict, model_kwargs: dict) -> tuple[An
     special = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
     tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **special)
     template = folder / "chat_template.jinja"
-    tok.chat_template = template.read_text(encoding="utf-8") if template.is_file() else config.get("chat_template")
+    tok.chat_template = (
+        template.read_text(encoding="utf-8") if template.is_file() else config.get("chat_template")
+    )
     tok.name_or_path = str(folder)
     return lm, tok
 
@@ -476,7 +489,9 @@ def _read_model(
     """
     path = Path(source)
     # A model that places or quantizes itself is not what a converted copy holds.
-    root = resolve_cache_dir(disk_cache) if path.suffix == ".gguf" and not _places_itself(model_kwargs) else None
+    root = (
+        resolve_cache_dir(disk_cache) if path.suffix == ".gguf" and not _places_itself(model_kwargs) else None
+    )
     if root is None:
         return _read_pretrained(source, options, model_kwargs, own_tokenizer)
     if not path.is_file():
@@ -554,13 +569,19 @@ def load_model(
             if not name:
                 raise ValueError("A model object was passed without a tokenizer; pass tokenizer= as well.")
             tokenizer = name
-        tok = _load_tokenizer(_source_key(tokenizer)) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+        tok = (
+            _load_tokenizer(_source_key(tokenizer))
+            if isinstance(tokenizer, (str, os.PathLike))
+            else tokenizer
+        )
         model.eval()
         return LoadedModel(model, tok, type(model).__name__)
 
     source = _source_key(model, disk_cache)
     tok_source = (
-        None if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)) else _source_key(tokenizer, disk_cache)
+        None
+        if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike))
+        else _source_key(tokenizer, disk_cache)
     )
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -575,7 +596,11 @@ def load_model(
                 # model needs it, e.g. Gemma 2's soft-capping); verified families then
                 # switch to the engine's block attention.
                 lm, own_tok = _read_model(
-                    source, options, model_kwargs, disk_cache, str(weights_dtype).removeprefix("torch."),
+                    source,
+                    options,
+                    model_kwargs,
+                    disk_cache,
+                    str(weights_dtype).removeprefix("torch."),
                     own_tokenizer=tok_source is None,
                 )
                 tok = own_tok if tok_source is None else _load_tokenizer(tok_source)

@@ -17,7 +17,8 @@ import functools
 import importlib.util
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
@@ -29,8 +30,8 @@ from sklearn.model_selection import GridSearchCV, RepeatedKFold, RepeatedStratif
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
@@ -41,7 +42,16 @@ from .feature_extraction import LLMFeatures
 from .finetuning import LoRAFineTuning
 from .multilabel import check_indicator, is_indicator
 
-__all__ = ["CONSTANT", "FINE_TUNE_MAX_CLASSES", "FINE_TUNE_MIN_ROWS", "FewShotLLMClassifierCV", "default_candidates", "default_cv", "default_fallback", "pick_within_noise"]
+__all__ = [
+    "CONSTANT",
+    "FINE_TUNE_MAX_CLASSES",
+    "FINE_TUNE_MIN_ROWS",
+    "FewShotLLMClassifierCV",
+    "default_candidates",
+    "default_cv",
+    "default_fallback",
+    "pick_within_noise",
+]
 
 
 # fine_tune="auto": the default candidates include fine-tuning (with peft installed)
@@ -164,7 +174,9 @@ def default_candidates(
     ]
 
 
-def default_cv(k: int, multi_label: bool = False, random_state: Any = None) -> RepeatedKFold | RepeatedStratifiedKFold:
+def default_cv(
+    k: int, multi_label: bool = False, random_state: Any = None
+) -> RepeatedKFold | RepeatedStratifiedKFold:
     """The folds :class:`FewShotLLMClassifierCV` cross-validates on by default.
 
     ``min(3, k)`` folds repeated ``ceil(8 / k)`` times, so that about 8 held-out rows
@@ -577,7 +589,8 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             search = GridSearchCV(
                 Pipeline([("model", estimators[0])]), {"model": estimators},
                 scoring=scoring, cv=cv, n_jobs=self.n_jobs, error_score="raise",
-                refit=functools.partial(pick_within_noise, names=names), verbose=int(bool(self.verbose) and not in_process),
+                refit=functools.partial(pick_within_noise, names=names),
+                verbose=int(bool(self.verbose) and not in_process),
             )  # fmt: skip
             search.fit(X, y)
         self.best_name_ = names[search.best_index_]

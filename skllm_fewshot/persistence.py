@@ -9,9 +9,15 @@ another minor version warns, as scikit-learn does for its own estimators.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
-__all__ = ["InconsistentVersionWarning", "VERSION_KEY", "check_pickle_version", "library_version", "restore", "saved"]
+__all__ = [
+    "InconsistentVersionWarning",
+    "VERSION_KEY",
+    "check_pickle_version",
+    "library_version",
+    "restore",
+    "saved",
+]
 
 # Where a pickled estimator's state records the library version that made it.
 VERSION_KEY = "_skllm_fewshot_version"

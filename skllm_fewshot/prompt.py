@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = [
-    "DEFAULT_INSTRUCTION", "MULTI_LABEL_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS", "FewShotPrompt", "Piece",
+    "DEFAULT_INSTRUCTION", "MULTI_LABEL_INSTRUCTION", "PROMPT_FORMATS", "RESERVED_CODE_POINTS",
+    "FewShotPrompt", "Piece",
 ]  # fmt: skip
 
 DEFAULT_INSTRUCTION = "Classify each {text_name} into one of these categories: {labels}."
@@ -36,6 +37,7 @@ def default_instruction(instruction: str | None, multi_label: bool) -> str:
     if instruction is not None:
         return instruction
     return MULTI_LABEL_INSTRUCTION if multi_label else DEFAULT_INSTRUCTION
+
 
 PROMPT_FORMATS = ("plain", "chat")
 
@@ -135,7 +137,9 @@ class FewShotPrompt:
         words = dict(zip(classes, label_words))
         if label_descriptions is not None:
             shown = np.eye(len(classes), dtype=int) if multi_label else classes
-            examples = [(d, tuple(r) if multi_label else r) for d, r in zip(label_descriptions, shown)] + list(examples)
+            examples = [
+                (d, tuple(r) if multi_label else r) for d, r in zip(label_descriptions, shown)
+            ] + list(examples)
         if multi_label:
             answers = [(text, cls.label_lines(label_words, row)) for text, row in examples]
         else:
@@ -204,7 +208,9 @@ class FewShotPrompt:
         texts = [t for t, _ in self.examples]
         content = self._content_pieces()
         if self.prompt_format == "plain":
-            flat = [Piece(texts[p], user=True) if isinstance(p, int) and p != QUERY_SLOT else p for p in content]
+            flat = [
+                Piece(texts[p], user=True) if isinstance(p, int) and p != QUERY_SLOT else p for p in content
+            ]
         else:
             if tokenizer is None or not getattr(tokenizer, "chat_template", None):
                 raise ValueError(

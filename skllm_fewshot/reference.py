@@ -18,12 +18,20 @@ __all__ = ["check_model", "full_label_proba", "seed_first_token_proba"]
 
 # A few labelled texts for check_model: any model can score them.
 _CHECK_X = [
-    "I love my new chess board!", "What a wonderful day.", "I'm so disappointed with it.",
-    "Terrible service, never again.", "It arrived on Tuesday.", "The box is blue.",
+    "I love my new chess board!",
+    "What a wonderful day.",
+    "I'm so disappointed with it.",
+    "Terrible service, never again.",
+    "It arrived on Tuesday.",
+    "The box is blue.",
 ]
 _CHECK_Y = ["positive", "positive", "negative", "negative", "neutral", "neutral"]
 _CHECK_QUERIES = [
-    "Great value, works perfectly.", "Not what I expected but I guess it'll do", "s is fine", "", "'",
+    "Great value, works perfectly.",
+    "Not what I expected but I guess it'll do",
+    "s is fine",
+    "",
+    "'",
     "It's the cat's hat. " * 8,
 ]
 
@@ -163,8 +171,14 @@ def check_model(
         classes = ["negative", "positive", "neutral"][:keep]
         rows = [i for i, c in enumerate(_CHECK_Y) if c in classes]
         clf = FewShotLLMClassifier(
-            model, tokenizer=tokenizer, scoring=scoring, calibrate=False, random_state=0, device=device,
-            dtype=dtype, model_kwargs=model_kwargs,
+            model,
+            tokenizer=tokenizer,
+            scoring=scoring,
+            calibrate=False,
+            random_state=0,
+            device=device,
+            dtype=dtype,
+            model_kwargs=model_kwargs,
         )
         clf.fit([_CHECK_X[i] for i in rows], [_CHECK_Y[i] for i in rows])
         loaded = load_model(model, tokenizer, device=device, dtype=dtype, model_kwargs=model_kwargs)

@@ -308,14 +308,22 @@ class PrefixCachedScorer:
                 kwargs[BLOCKS_KWARG] = (shared, blocks)
         else:
             shared = min(keep)
-            input_ids, positions, allowed, read_cols = self._layout_padded([p[shared:] for p in prompts], shared)
+            input_ids, positions, allowed, read_cols = self._layout_padded(
+                [p[shared:] for p in prompts], shared
+            )
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, input_ids.shape[0], kv)
         return input_ids, positions, allowed, read_cols, shared, kwargs
 
     def _label_scores(
-        self, input_ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, read_cols: torch.Tensor,
-        shared: int, n_rows: int, kwargs: dict[str, Any],
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        allowed: torch.Tensor,
+        read_cols: torch.Tensor,
+        shared: int,
+        n_rows: int,
+        kwargs: dict[str, Any],
     ) -> torch.Tensor:
         """One forward pass of a laid-out batch; each label's log-likelihood, float32."""
         read_cols = read_cols.to(self.device)
@@ -393,11 +401,15 @@ class PrefixCachedScorer:
         input_ids, positions, allowed, read_cols, shared, kwargs = self._lay_out(prompts, keep)
         read_cols = read_cols.to(self.device)
         # The column of each prompt's last token, in its row of the batch.
-        cols = read_cols.reshape(n_rows, -1)[:, 0] if self.layout == "packed" else read_cols[:1].expand(n_rows)
+        cols = (
+            read_cols.reshape(n_rows, -1)[:, 0] if self.layout == "packed" else read_cols[:1].expand(n_rows)
+        )
         rows = torch.zeros(n_rows, dtype=torch.long) if self.layout == "packed" else torch.arange(n_rows)
         with torch.inference_mode(), capture_states(self.model, layers) as captured:
             scores = self._label_scores(input_ids, positions, allowed, read_cols, shared, n_rows, kwargs)
-        return scores.double().cpu().numpy(), _gather_states(captured, layers, rows, cols.cpu(), self.model.config)
+        return scores.double().cpu().numpy(), _gather_states(
+            captured, layers, rows, cols.cpu(), self.model.config
+        )
 
     def _attention_mask(self, allowed: torch.Tensor, positions: torch.Tensor, shared: int) -> Any:
         """The 4-D float mask of ``allowed``; per layer type where some layers slide.
@@ -438,7 +450,9 @@ class PrefixCachedScorer:
         cols = torch.tensor([len(p) - shared - 1 for p in prompts])
         return scores.double().cpu().numpy(), _gather_states(captured, layers, rows, cols, self.model.config)
 
-    def _plain_scores(self, prompts: Sequence[Sequence[int]], shared: int, kv: list | None = None) -> torch.Tensor:
+    def _plain_scores(
+        self, prompts: Sequence[Sequence[int]], shared: int, kv: list | None = None
+    ) -> torch.Tensor:
         """The plain layout's forward pass; each label's log-likelihood, float32."""
         units: list[tuple[int, int, list[int]]] = []  # (prompt, class, row tokens)
         multi = bool(self.trie.tokens)
@@ -458,7 +472,9 @@ class PrefixCachedScorer:
         kwargs: dict[str, Any] = {}
         if shared:
             kwargs[self._cache_arg] = self._batch_cache(shared, len(units), kv)
-        out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True, **kwargs)
+        out = self.model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True, **kwargs
+        )
         logp = torch.log_softmax(out.logits.float(), dim=-1)
         self._count(input_ids.numel(), input_ids.numel())
         scores: list[list[Any]] = [[None] * self.n_classes for _ in prompts]
@@ -493,7 +509,9 @@ class PrefixCachedScorer:
         causal = col[:, None] >= col[None, :]
         allowed[:, :width, shared : shared + width] = causal[None] & real[:, None, :]
         # Padding rows see themselves, so that no row of the mask is empty.
-        allowed[:, :width, shared : shared + width] |= torch.eye(width, dtype=torch.bool)[None] & ~real[:, :, None]
+        allowed[:, :width, shared : shared + width] |= (
+            torch.eye(width, dtype=torch.bool)[None] & ~real[:, :, None]
+        )
         if n_nodes:
             allowed[:, width:, shared : shared + width] = real[:, None, :]
             allowed[:, width:, shared + width :] = self._ancestors[None]
@@ -553,7 +571,9 @@ def decoder_layers(model: Any) -> torch.nn.ModuleList:
     for module in model.base_model.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module
-    raise TypeError(f"Cannot find the {n} decoder layers of {type(model).__name__} to read hidden states from.")
+    raise TypeError(
+        f"Cannot find the {n} decoder layers of {type(model).__name__} to read hidden states from."
+    )
 
 
 def layer_index(layer: int, n_layers: int) -> int:
@@ -601,7 +621,11 @@ def capture_states(model: Any, layers: Sequence[int]) -> Iterator[dict[int, torc
 
 
 def _gather_states(
-    captured: dict[int, torch.Tensor], layers: Sequence[int], rows: torch.Tensor, cols: torch.Tensor, config: Any
+    captured: dict[int, torch.Tensor],
+    layers: Sequence[int],
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    config: Any,
 ) -> np.ndarray:
     """``(n_prompts, len(layers), hidden)`` states at each prompt's (row, column)."""
     config = config.get_text_config()

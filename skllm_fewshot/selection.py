@@ -168,7 +168,8 @@ class SimilarSelection:
         similarity = cosine_similarity(self.embedder.transform(list(texts)), self.pool_embeddings_)
         by_class = nearest_by_class(similarity, self.pool_labels_, self.classes_, self.n_examples_per_class)
         return [
-            tuple(arrange(rows, self.order, rng_for(self.order_seed_, np.concatenate(rows)))) for rows in by_class
+            tuple(arrange(rows, self.order, rng_for(self.order_seed_, np.concatenate(rows))))
+            for rows in by_class
         ]
 
     def _example(self, row: int) -> Example:
@@ -179,7 +180,8 @@ class SimilarSelection:
         for i, rows in enumerate(self._rows(texts)):
             members.setdefault(rows, []).append(i)
         return [
-            PromptGroup(tuple(self._example(r) for r in rows), np.asarray(idx)) for rows, idx in members.items()
+            PromptGroup(tuple(self._example(r) for r in rows), np.asarray(idx))
+            for rows, idx in members.items()
         ]
 
     def examples_for(self, texts: Sequence[str]) -> list[list[Example]]:
@@ -306,9 +308,7 @@ def nearest_by_class(
     return out
 
 
-def arrange(
-    by_class: Sequence[np.ndarray], order: str, rng: np.random.RandomState
-) -> list[int]:
+def arrange(by_class: Sequence[np.ndarray], order: str, rng: np.random.RandomState) -> list[int]:
     """Put the chosen rows of each class into one prompt order.
 
     Examples

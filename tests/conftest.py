@@ -71,7 +71,7 @@ CORPUS = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_bpe_tokenizer():
     """A byte-level BPE tokenizer trained in memory, with <s> prepended and a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -103,7 +103,7 @@ def build_bpe_tokenizer():
     return tok
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_wordlevel_tokenizer():
     """A word-level tokenizer that adds <s> before and </s> after each text."""
     import re
@@ -130,7 +130,7 @@ def build_wordlevel_tokenizer():
 TINY_VOCAB = 512
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_tiny_model():
     """A 2-layer random Llama, float32, in evaluation mode.
 
@@ -191,7 +191,7 @@ TRICKY_QUERIES = [
     "''",
     "!yes",
     "...",
-    "\"quoted\"",
+    '"quoted"',
     "It's the cat's hat",
     "a" * 3 + " long text " * 12,
     "Me compré 2 alfajores Milka 😻",

@@ -103,7 +103,7 @@ def test_clone_of_a_fitted_estimator_is_unfitted(fitted):
     cloned = clone(fitted)
     assert not hasattr(cloned, "classes_")
     with pytest.raises(NotFittedError):
-        cloned.engine_  # no engine either
+        _ = cloned.engine_  # no engine either
     with pytest.raises(NotFittedError):
         cloned.predict(["x"])
 
@@ -142,8 +142,10 @@ def test_fit_returns_self_and_sets_attributes(make_clf):
 
 def test_prompt_is_the_seed_layout(make_clf):
     clf = make_clf(
-        n_examples_per_class=2, instruction="Decide: {labels}. Keep {braces} and {text_name}.",
-        text_name="Product review", label_name="Sentiment",
+        n_examples_per_class=2,
+        instruction="Decide: {labels}. Keep {braces} and {text_name}.",
+        text_name="Product review",
+        label_name="Sentiment",
     ).fit(X, Y)
     assert clf.prompt_.count("{}") == 1
     expected = "Decide: negative, neutral, positive. Keep {braces} and Product review."
@@ -563,7 +565,6 @@ def test_fitted_estimator_is_thread_safe_enough(fitted):
     np.testing.assert_allclose(results[0], results[1], rtol=0, atol=1e-12)
 
 
-
 @pytest.fixture
 def short_context_model(tiny_model):
     """The tiny model with a small context, to exercise truncation."""
@@ -596,7 +597,7 @@ def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_
     ids = clf.engine_.tokens.encode(texts)
     assert all(len(i) <= clf.engine_.tokens.max_length for i in ids)
     # The instruction, the examples and the tail are kept: only the query is cut.
-    assert ids[0][:room - 8] == tokens.encode([""])[0][:room - 8]
+    assert ids[0][: room - 8] == tokens.encode([""])[0][: room - 8]
     assert ids[0][-3:] == tokens.encode([""])[0][-3:]
     # A short text is untouched.
     assert ids[1] == tokens.encode(["fine"])[0]
@@ -604,7 +605,9 @@ def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_
 
 def test_fit_says_when_the_examples_alone_do_not_fit(make_clf, short_context_model):
     short_context_model.config.max_position_embeddings = 16
-    with pytest.raises(ValueError, match=r"needs \d+ tokens before any text.*context is 16.*n_examples_per_class"):
+    with pytest.raises(
+        ValueError, match=r"needs \d+ tokens before any text.*context is 16.*n_examples_per_class"
+    ):
         make_clf(model=short_context_model, n_examples_per_class=2).fit(X, Y)
 
 

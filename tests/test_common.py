@@ -20,11 +20,11 @@ from __future__ import annotations
 import warnings
 
 from conftest import build_bpe_tokenizer, build_tiny_model
+from sklearn.exceptions import SkipTestWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_array
 from sklearn.utils._tags import get_tags
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from sklearn.exceptions import SkipTestWarning
 
 from skllm_fewshot import FewShotLLMClassifier
 
@@ -80,7 +80,9 @@ def expected_failed_checks(estimator):
 
 
 def make(cls=FewShotLLMClassifier, batch_size=4, **params):
-    return cls(build_tiny_model(), tokenizer=build_bpe_tokenizer(), batch_size=batch_size, random_state=0, **params)
+    return cls(
+        build_tiny_model(), tokenizer=build_bpe_tokenizer(), batch_size=batch_size, random_state=0, **params
+    )
 
 
 # batch_size=1 for NumbersAsText: some checks compare predictions of different row
@@ -90,7 +92,11 @@ with warnings.catch_warnings(record=True) as _collection_warnings:
     warnings.simplefilter("always", SkipTestWarning)
     _checks = parametrize_with_checks(
         # The third learns a head on the model's features of every training row.
-        [make(), make(NumbersAsText, batch_size=1), make(NumbersAsText, batch_size=1, head=LogisticRegression())],
+        [
+            make(),
+            make(NumbersAsText, batch_size=1),
+            make(NumbersAsText, batch_size=1, head=LogisticRegression()),
+        ],
         expected_failed_checks=expected_failed_checks,
         xfail_strict=True,
     )

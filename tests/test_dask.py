@@ -44,14 +44,17 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,  # worker processes under a Nanny, as on a real cluster
-        host="127.0.0.1",
-        dashboard_address=None,
-        resources={"GPU": 1},  # a label only: tests the recipe of docs/dask.md for GPU workers
-    ) as cluster, Client(cluster, timeout=120) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,  # worker processes under a Nanny, as on a real cluster
+            host="127.0.0.1",
+            dashboard_address=None,
+            resources={"GPU": 1},  # a label only: tests the recipe of docs/dask.md for GPU workers
+        ) as cluster,
+        Client(cluster, timeout=120) as c,
+    ):
         c.wait_for_workers(2, timeout=120)
         yield c
 
@@ -185,8 +188,11 @@ def test_a_loaded_model_object_warns(tiny_model, bpe_tokenizer):
 
 def _grid_search(clf, X, y, n_jobs):
     search = GridSearchCV(
-        clf, {"n_examples_per_class": [0, 1], "calibrate": [False, True]}, cv=3,
-        scoring="neg_log_loss", n_jobs=n_jobs,
+        clf,
+        {"n_examples_per_class": [0, 1], "calibrate": [False, True]},
+        cv=3,
+        scoring="neg_log_loss",
+        n_jobs=n_jobs,
     )
     return search.fit(X, y)
 
@@ -263,4 +269,3 @@ def test_package_import_does_not_import_dask():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.split() == ["False", "False"]
-

@@ -143,8 +143,19 @@ def test_every_example_is_a_gallery_script():
 def test_api_reference_lists_every_public_name():
     import skllm_fewshot
     from skllm_fewshot import (
-        calibration, datasets, engine, ensemble, families, feature_extraction, finetuning, gguf_cache, heads,
-        loading, model_selection, multilabel, reference,
+        calibration,
+        datasets,
+        engine,
+        ensemble,
+        families,
+        feature_extraction,
+        finetuning,
+        gguf_cache,
+        heads,
+        loading,
+        model_selection,
+        multilabel,
+        reference,
     )
 
     modules = {

@@ -31,7 +31,9 @@ def _package(site: Path, name: str, files: dict[str, bytes], requires: list[str]
     info = site / f"{name}-1.0.dist-info"
     info.mkdir()
     reqs = "".join(f"Requires-Dist: {r}==1.0\n" for r in requires)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0\n{reqs}")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0\n{reqs}"
+    )
 
 
 @pytest.fixture
@@ -111,14 +113,18 @@ def test_a_missing_chunk_package_is_named(chunked):
     site, _, _ = chunked
     for f in (site / "fake_model_gguf_part3" / "data").iterdir():
         f.unlink()
-    with pytest.raises(ModelNotAvailableError, match="fake-model-gguf-part3 is missing.*pip install fake-model-gguf"):
+    with pytest.raises(
+        ModelNotAvailableError, match="fake-model-gguf-part3 is missing.*pip install fake-model-gguf"
+    ):
         embedded_model_path("fake-model")
 
 
 def test_with_the_disk_cache_off_the_file_is_joined_in_the_temp_folder(chunked, tmp_path, monkeypatch):
     monkeypatch.setenv("SKLLM_FEWSHOT_CACHE", "off")
     monkeypatch.setattr(_embedded.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    assert embedded_model_path("fake-model") == tmp_path / "tmp" / "skllm-fewshot" / _embedded.ASSEMBLED / FILE
+    assert (
+        embedded_model_path("fake-model") == tmp_path / "tmp" / "skllm-fewshot" / _embedded.ASSEMBLED / FILE
+    )
 
 
 def test_a_whole_file_in_the_package_is_used_as_it_is(tmp_path, monkeypatch):
@@ -126,13 +132,17 @@ def test_a_whole_file_in_the_package_is_used_as_it_is(tmp_path, monkeypatch):
     _package(site, "whole_model", {})
     (site / "whole_model" / "model.Q4.gguf").write_bytes(b"GGUF")
     monkeypatch.syspath_prepend(str(site))
-    model = _embedded.EmbeddedModel("whole", "whole_model", "pip install whole-model", "example/whole", "none")
+    model = _embedded.EmbeddedModel(
+        "whole", "whole_model", "pip install whole-model", "example/whole", "none"
+    )
     monkeypatch.setitem(EMBEDDED_MODELS, "whole", model)
     assert embedded_model_path("whole") == site / "whole_model" / "model.Q4.gguf"
 
 
 def test_without_the_package_a_name_is_its_hub_id_and_a_failed_load_says_what_to_install(monkeypatch):
-    model = _embedded.EmbeddedModel("absent", "no_such_package_xyz", "pip install absent-gguf", "example/absent", "-")
+    model = _embedded.EmbeddedModel(
+        "absent", "no_such_package_xyz", "pip install absent-gguf", "example/absent", "-"
+    )
     monkeypatch.setitem(EMBEDDED_MODELS, "absent", model)
     assert loading._source_key("absent") == "example/absent"
     with pytest.raises(ModelNotAvailableError, match="is not installed.*pip install absent-gguf"):

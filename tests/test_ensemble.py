@@ -41,7 +41,9 @@ def test_proba_is_the_normalised_weighted_product(weights):
     lr = LogisticRegression().fit(X_NUM, Y_NUM)
     nb = GaussianNB().fit(X_NUM, Y_NUM)
     w = [1.0, 1.0] if weights is None else weights
-    expected = softmax(w[0] * np.log(lr.predict_proba(X_NUM)) + w[1] * np.log(nb.predict_proba(X_NUM)), axis=1)
+    expected = softmax(
+        w[0] * np.log(lr.predict_proba(X_NUM)) + w[1] * np.log(nb.predict_proba(X_NUM)), axis=1
+    )
     np.testing.assert_allclose(model.predict_proba(X_NUM), expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(model.predict(X_NUM), model.classes_[expected.argmax(1)])
     np.testing.assert_allclose(model.predict_log_proba(X_NUM), np.log(expected), rtol=1e-8, atol=1e-10)

@@ -118,7 +118,9 @@ def test_family_scores_like_the_plain_loop(family, given, scoring):
         source, tokenizer=tokenizer, calibrate=False, scoring=scoring, random_state=0, batch_size=4,
         label_words=FULL_WORDS if scoring == "full_label" else None,
     ).fit(TRAIN_X, TRAIN_Y)  # fmt: skip
-    loaded = model if given == "object" else load_model(folder, tokenizer, device="cpu", dtype="float32").model
+    loaded = (
+        model if given == "object" else load_model(folder, tokenizer, device="cpu", dtype="float32").model
+    )
     ref = reference_proba(clf, loaded, tokenizer, QUERIES)
     # The queries must move the scores, or agreement means little; compared in log
     # space, where assert_proba_close checks small probabilities too.
@@ -138,7 +140,9 @@ def test_family_layouts_match_the_loop(family):
     layouts = ["plain"] if name in PLAIN_FAMILIES else ["packed", "padded", "plain"]
     assert engine_support(model).masks == (name not in PLAIN_FAMILIES)
     for layout in layouts:
-        scorer = PrefixCachedScorer(model, tokens.prefix_ids(), labels, pad_id=tokenizer.pad_token_id, layout=layout)
+        scorer = PrefixCachedScorer(
+            model, tokens.prefix_ids(), labels, pad_id=tokenizer.pad_token_id, layout=layout
+        )
         assert scorer.layout == layout
         for batch in (1, len(ids)):
             got = np.concatenate([scorer.score(ids[i : i + batch]) for i in range(0, len(ids), batch)])
@@ -149,8 +153,14 @@ def test_family_layouts_match_the_loop(family):
 @pytest.mark.parametrize("name", ["llama", "gemma2-window", "bloom"])
 def test_calibrated_matches_the_loop_with_the_same_calibration(name, calibrate):
     model, tokenizer = build_family(name), build_bpe_tokenizer()
-    clf = FewShotLLMClassifier(model, tokenizer=tokenizer, scoring="full_label", label_words=FULL_WORDS,
-                               calibrate=calibrate, random_state=0)
+    clf = FewShotLLMClassifier(
+        model,
+        tokenizer=tokenizer,
+        scoring="full_label",
+        label_words=FULL_WORDS,
+        calibrate=calibrate,
+        random_state=0,
+    )
     clf.fit(TRAIN_X, TRAIN_Y)
     prior = reference_proba(clf, model, tokenizer, list(CONTENT_FREE)).mean(axis=0)
     if calibrate == "domain":
@@ -163,7 +173,12 @@ def test_calibrated_matches_the_loop_with_the_same_calibration(name, calibrate):
 def test_chat_format_matches_the_loop():
     model, tokenizer = build_family("qwen2"), build_bpe_tokenizer()
     clf = FewShotLLMClassifier(
-        model, tokenizer=tokenizer, calibrate=False, prompt_format="chat", label_words=FULL_WORDS, random_state=0
+        model,
+        tokenizer=tokenizer,
+        calibrate=False,
+        prompt_format="chat",
+        label_words=FULL_WORDS,
+        random_state=0,
     ).fit(TRAIN_X, TRAIN_Y)
     assert clf.prompt_.startswith("<|im_start|>user\n")
     # The chat template writes its own special tokens: none are added.
@@ -174,8 +189,9 @@ def test_chat_format_matches_the_loop():
 
 def test_sliding_window_is_shorter_than_the_prompts():
     """Otherwise the window variants would test nothing."""
-    tokens = PromptTokenizer(FewShotPrompt("Classify: {labels}.", [("I love it", "positive")], ["a", "b"]),
-                             build_bpe_tokenizer())
+    tokens = PromptTokenizer(
+        FewShotPrompt("Classify: {labels}.", [("I love it", "positive")], ["a", "b"]), build_bpe_tokenizer()
+    )
     assert len(tokens.prefix_ids()) > 2 * WINDOW["sliding_window"]
     assert engine_support(build_family("gemma2-window")).windows == {"sliding_attention": 12}
     assert engine_support(build_family("mistral-window")).windows == {"all": 12}
@@ -190,16 +206,27 @@ def test_check_model_reports_the_largest_difference(name):
 def test_model_kwargs_reach_from_pretrained_and_key_the_cache(tiny_model_dir, bpe_tokenizer):
     default = load_model(tiny_model_dir, bpe_tokenizer, device="cpu", dtype="float32")
     eager = load_model(
-        tiny_model_dir, bpe_tokenizer, device="cpu", dtype="float32", model_kwargs={"attn_implementation": "eager"}
+        tiny_model_dir,
+        bpe_tokenizer,
+        device="cpu",
+        dtype="float32",
+        model_kwargs={"attn_implementation": "eager"},
     )
     assert eager.model is not default.model  # another cache entry
     assert eager.model.config._attn_implementation == "eager"  # kept, not switched to block attention
     again = load_model(
-        tiny_model_dir, bpe_tokenizer, device="cpu", dtype="float32", model_kwargs={"attn_implementation": "eager"}
+        tiny_model_dir,
+        bpe_tokenizer,
+        device="cpu",
+        dtype="float32",
+        model_kwargs={"attn_implementation": "eager"},
     )
     assert again.model is eager.model
     clf = FewShotLLMClassifier(
-        tiny_model_dir, tokenizer=bpe_tokenizer, calibrate=False, model_kwargs={"attn_implementation": "eager"}
+        tiny_model_dir,
+        tokenizer=bpe_tokenizer,
+        calibrate=False,
+        model_kwargs={"attn_implementation": "eager"},
     ).fit(TRAIN_X, TRAIN_Y)
     assert_proba_close(clf.predict_proba(QUERIES), reference_proba(clf, eager.model, bpe_tokenizer, QUERIES))
 
@@ -228,4 +255,6 @@ def test_placement_options_are_passed_through_and_not_overridden(tiny_model_dir,
 
 def test_model_kwargs_must_be_a_dict(tiny_model, bpe_tokenizer):
     with pytest.raises(ValueError, match="model_kwargs must be a dict"):
-        FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, model_kwargs=["device_map"]).fit(TRAIN_X, TRAIN_Y)
+        FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, model_kwargs=["device_map"]).fit(
+            TRAIN_X, TRAIN_Y
+        )

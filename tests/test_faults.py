@@ -57,7 +57,7 @@ def test_exception_in_the_second_batch_leaves_the_estimator_usable(make_clf, sco
         with pytest.raises(RuntimeError, match="injected"):
             clf.predict_proba(TEXTS)
     # It failed in the middle: one batch done, one failed, one left.
-    assert [len(prompts) for prompts, in score.fault.args] == [2, 2]
+    assert [len(prompts) for (prompts,) in score.fault.args] == [2, 2]
     np.testing.assert_array_equal(clf.predict_proba(TEXTS), clean)
     np.testing.assert_array_equal(clf.predict(TEXTS), clf.classes_[clean.argmax(1)])
 
@@ -76,7 +76,9 @@ def test_interrupt_while_building_the_prefix_cache_leaves_none(make_clf, clf_mod
     assert not scorer.has_prefix_cache  # absent, not half built
     assert not scorer.is_building
     np.testing.assert_array_equal(completes(lambda: clf.predict_proba(TEXTS)), clean)
-    assert scorer.has_prefix_cache and len(scorer.prefix_kv()) == clf_model.config.num_hidden_layers  # complete now
+    assert (
+        scorer.has_prefix_cache and len(scorer.prefix_kv()) == clf_model.config.num_hidden_layers
+    )  # complete now
 
 
 def fitted_with_layout(make_clf, scoring, layout):
@@ -109,7 +111,10 @@ def test_interrupt_while_rebuilding_the_engine_after_unpickling(make_clf):
     clf = make_clf().fit(X, Y)
     clean = clf.predict_proba(TEXTS)
     restored = pickle.loads(pickle.dumps(clf))
-    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=1)), pytest.raises(KeyboardInterrupt):
+    with (
+        inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=1)),
+        pytest.raises(KeyboardInterrupt),
+    ):
         restored.predict_proba(TEXTS)
     # Nothing half built is kept: the next call builds the engine, once, in another
     # thread (a lock left held would stop it).

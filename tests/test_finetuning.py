@@ -43,7 +43,9 @@ def test_trainable_scores_equal_the_engine_scores_and_carry_gradients(make, layo
     clf = make(scoring=scoring, label_words=words).fit(SENTIMENT_X, SENTIMENT_Y)
     engine = clf.engine_
     model = shared_copy(engine.loaded.model)
-    scorer = PrefixCachedScorer(model, engine.scorer.prefix_ids, engine.label_token_ids, engine.scorer.pad_id, layout)
+    scorer = PrefixCachedScorer(
+        model, engine.scorer.prefix_ids, engine.label_token_ids, engine.scorer.pad_id, layout
+    )
     ids = engine.encode(SENTIMENT_X)
     with torch.enable_grad():
         scores = scorer.trainable_scores(ids)

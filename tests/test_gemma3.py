@@ -44,8 +44,14 @@ def tweets():
 
 
 def classifier(**kw):
-    options = dict(instruction="Clasificar los tweets por sector: {labels}.", text_name="Tweet", label_name="Sector",
-                   device="cpu", dtype="float32", random_state=0)
+    options = dict(
+        instruction="Clasificar los tweets por sector: {labels}.",
+        text_name="Tweet",
+        label_name="Sector",
+        device="cpu",
+        dtype="float32",
+        random_state=0,
+    )
     return FewShotLLMClassifier(NAME, **{**options, **kw})
 
 
@@ -56,11 +62,16 @@ def test_the_name_loads_the_checked_file_through_the_disk_cache(gemma3):
     assert load_model(NAME, device="cpu", dtype="float32") is gemma3  # one copy per process
 
 
-@pytest.mark.parametrize("scoring, reference", [("first_token", seed_first_token_proba),
-                                                ("full_label", full_label_proba)])
-def test_exact_against_the_reference_loop_with_a_prompt_longer_than_the_window(gemma3, tweets, scoring, reference):
+@pytest.mark.parametrize(
+    "scoring, reference", [("first_token", seed_first_token_proba), ("full_label", full_label_proba)]
+)
+def test_exact_against_the_reference_loop_with_a_prompt_longer_than_the_window(
+    gemma3, tweets, scoring, reference
+):
     train, test = tweets
-    clf = classifier(n_examples_per_class=3, scoring=scoring, calibrate=False).fit(train["TEXTO"], train["SECTOR"])
+    clf = classifier(n_examples_per_class=3, scoring=scoring, calibrate=False).fit(
+        train["TEXTO"], train["SECTOR"]
+    )
     window = gemma3.model.config.sliding_window
     assert len(gemma3.tokenizer(clf.engine_.tokens.head_text)["input_ids"]) > window
     texts = test["TEXTO"].tolist()[:4]
@@ -103,6 +114,10 @@ def test_the_tokenizer_read_from_the_converted_entry_equals_transformers_own(gem
     entry = next(e["path"] for e in model_cache_info()["disk_entries"] if e["gguf"] == gemma3.source)
     own = AutoTokenizer.from_pretrained(entry)
     texts = tweets[0]["TEXTO"].tolist() + ["<start_of_turn>user\nhola", "'ll <bos> y <eos>", "  \n\n\t", ""]
-    for options in ({"add_special_tokens": True}, {"add_special_tokens": False}, {"split_special_tokens": True}):
+    for options in (
+        {"add_special_tokens": True},
+        {"add_special_tokens": False},
+        {"split_special_tokens": True},
+    ):
         assert gemma3.tokenizer(texts, **options)["input_ids"] == own(texts, **options)["input_ids"]
     assert gemma3.tokenizer.all_special_ids == own.all_special_ids

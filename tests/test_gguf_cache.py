@@ -54,11 +54,16 @@ def assert_same_model(a, b):
     assert torch.equal(logits_a, logits_b)  # max diff 0
     # The converted entry's tokenizer is read from its tokenizer.json: the same tokens and specials.
     for special in (True, False):
-        assert a.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"] == \
-            b.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
+        assert (
+            a.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
+            == b.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
+        )
     assert a.tokenizer.all_special_tokens == b.tokenizer.all_special_tokens
-    assert (a.tokenizer.bos_token_id, a.tokenizer.eos_token_id, a.tokenizer.pad_token_id) == \
-        (b.tokenizer.bos_token_id, b.tokenizer.eos_token_id, b.tokenizer.pad_token_id)
+    assert (a.tokenizer.bos_token_id, a.tokenizer.eos_token_id, a.tokenizer.pad_token_id) == (
+        b.tokenizer.bos_token_id,
+        b.tokenizer.eos_token_id,
+        b.tokenizer.pad_token_id,
+    )
     assert a.tokenizer.chat_template == b.tokenizer.chat_template
 
 
@@ -77,7 +82,9 @@ def test_converted_once_then_read_back_bit_for_bit(tiny_gguf, tmp_path):
     direct = load(tiny_gguf, False)
     converted = load(tiny_gguf, cache)
     (entry,) = entries(cache)
-    assert entry["complete"] and entry["dtype"] == "float32" and entry["gguf"] == str(Path(tiny_gguf).resolve())
+    assert (
+        entry["complete"] and entry["dtype"] == "float32" and entry["gguf"] == str(Path(tiny_gguf).resolve())
+    )
     again = load(tiny_gguf, cache)
     # The second load read the converted copy, not the GGUF file.
     assert Path(again.model.name_or_path) == Path(entry["path"])

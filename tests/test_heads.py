@@ -61,7 +61,9 @@ def test_engine_states_match_transformers_in_every_layout(make, tiny_model, layo
 
     engine = make().fit(X, Y).engine_
     ids = engine.encode(SENTIMENT_X)
-    scorer = PrefixCachedScorer(tiny_model, engine.scorer.prefix_ids, engine.label_token_ids, pad_id=3, layout=layout)
+    scorer = PrefixCachedScorer(
+        tiny_model, engine.scorer.prefix_ids, engine.label_token_ids, pad_id=3, layout=layout
+    )
     scores, states = scorer.score_with_states(ids, [1, -1])
     np.testing.assert_allclose(states, loop_states(tiny_model, ids, [1, 2]), atol=1e-4)
     np.testing.assert_allclose(scores, engine.log_likelihoods(SENTIMENT_X), atol=1e-4)
@@ -157,7 +159,9 @@ def test_auto_layers_follow_the_models_depth():
 
 
 def test_pickled_head_predicts_the_same_without_weights(make, tiny_model_dir, bpe_tokenizer):
-    clf = FewShotLLMClassifier(tiny_model_dir, tokenizer=bpe_tokenizer, head=LogisticRegression(), random_state=0)
+    clf = FewShotLLMClassifier(
+        tiny_model_dir, tokenizer=bpe_tokenizer, head=LogisticRegression(), random_state=0
+    )
     clf.fit(X, Y)
     blob = pickle.dumps(clf)
     assert len(blob) < 200_000  # the head and the fitted state, not the weights
@@ -205,6 +209,10 @@ def test_batch_calibration_divides_by_the_training_texts_mean(make):
     batch = make(calibrate="batch").fit(X, Y)
     prior = raw.predict_proba(X).mean(axis=0)
     expected = raw.predict_proba(SENTIMENT_X) / prior
-    np.testing.assert_allclose(batch.predict_proba(SENTIMENT_X), expected / expected.sum(1, keepdims=True), atol=1e-9)
+    np.testing.assert_allclose(
+        batch.predict_proba(SENTIMENT_X), expected / expected.sum(1, keepdims=True), atol=1e-9
+    )
     # A text's probabilities do not depend on the other texts it is predicted with.
-    np.testing.assert_allclose(batch.predict_proba(SENTIMENT_X[:1]), batch.predict_proba(SENTIMENT_X)[:1], atol=1e-9)
+    np.testing.assert_allclose(
+        batch.predict_proba(SENTIMENT_X[:1]), batch.predict_proba(SENTIMENT_X)[:1], atol=1e-9
+    )

@@ -71,7 +71,9 @@ def test_fit_is_the_grid_search_over_the_candidates(make_clf):
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], by_hand.cv_results_["mean_test_score"])
     assert search.best_score_ == pytest.approx(by_hand.cv_results_["mean_test_score"][by_hand.best_index_])
     assert search.cv_results_["mean_test_score"][-1] == pytest.approx(-np.log(3))  # the constant: uniform
-    np.testing.assert_allclose(search.predict_proba(SENTIMENT_X), by_hand.predict_proba(SENTIMENT_X), atol=1e-9)
+    np.testing.assert_allclose(
+        search.predict_proba(SENTIMENT_X), by_hand.predict_proba(SENTIMENT_X), atol=1e-9
+    )
     np.testing.assert_array_equal(search.classes_, ["negative", "neutral", "positive"])
     assert set(search.predict(SENTIMENT_X)) <= set(search.classes_)
 
@@ -99,7 +101,9 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
     )
     assert search.get_params()["classifier__random_state"] == 0
     search.fit(X, Y)
-    assert search.best_name_ in ("prompt", "head") and len(search.cv_results_["params"]) == 3  # and the constant
+    assert (
+        search.best_name_ in ("prompt", "head") and len(search.cv_results_["params"]) == 3
+    )  # and the constant
     restored = pickle.loads(pickle.dumps(search))
     np.testing.assert_allclose(restored.predict_proba(SENTIMENT_X), search.predict_proba(SENTIMENT_X))
 
@@ -109,12 +113,24 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
     [
         (dict(candidates=[]), Y, ValueError, "non-empty list of \\(name, estimator\\) pairs"),
         (dict(candidates=[LogisticRegression()]), Y, ValueError, "\\(name, estimator\\) pairs"),
-        (dict(candidates=[("a", LogisticRegression()), ("a", GaussianNB())]), Y, ValueError, "names must be unique"),
+        (
+            dict(candidates=[("a", LogisticRegression()), ("a", GaussianNB())]),
+            Y,
+            ValueError,
+            "names must be unique",
+        ),
         (dict(classifier=LogisticRegression()), Y, TypeError, "must be a FewShotLLMClassifier"),
         (dict(classifier=FewShotLLMClassifier(example_selection="similar")), Y, ValueError, "'stratified'"),
         # With candidates of one's own, the default fallback still reads one prompt's features.
-        (dict(classifier=FewShotLLMClassifier(example_selection="similar"),
-              candidates=[("lr", GaussianNB())]), Y[:3], ValueError, "or pass fallback="),
+        (
+            dict(
+                classifier=FewShotLLMClassifier(example_selection="similar"),
+                candidates=[("lr", GaussianNB())],
+            ),
+            Y[:3],
+            ValueError,
+            "or pass fallback=",
+        ),
         (dict(), None, ValueError, "requires y"),
         (dict(), np.array([[0, 2], [1, 3]] * (len(X) // 2)), ValueError, "several columns of classes"),
         (dict(), np.array([[0, 1]] * len(X)), ValueError, "never present"),
@@ -206,7 +222,9 @@ def test_a_candidate_no_better_than_the_constant_does_not_replace_the_prompt():
     names = ["union", "prompt", "constant"]
     # SST-2 with 2 rows per class: the union is about as unsure as the constant (ln 2), the
     # prompt surer and more often wrong on these rows: the union wins the mean, not the bar.
-    flat = _results([-0.78, -0.80, -0.693], [-0.62, -0.86, -0.693], [-0.66, -0.79, -0.693], [-0.74, -0.77, -0.693])
+    flat = _results(
+        [-0.78, -0.80, -0.693], [-0.62, -0.86, -0.693], [-0.66, -0.79, -0.693], [-0.74, -0.77, -0.693]
+    )
     assert pick_within_noise(flat, names) == 1
     # A union that has learned something clears it.
     learned = _results([-0.40, -0.80, -0.693], [-0.35, -0.86, -0.693], [-0.45, -0.79, -0.693])
@@ -236,7 +254,9 @@ def test_fine_tuning_joins_the_candidates_from_enough_rows(make_clf):
 
     pytest.importorskip("peft")
     names = [name for name, _ in default_candidates(make_clf(), fine_tune=True)]
-    assert names[-1] == "lora" and "lora" not in [n for n, _ in default_candidates(make_clf(), multi_label=True)]
+    assert names[-1] == "lora" and "lora" not in [
+        n for n, _ in default_candidates(make_clf(), multi_label=True)
+    ]
     tuned = dict(default_candidates(make_clf(), fine_tune=True))["lora"]
     assert isinstance(tuned.head, LoRAFineTuning) and tuned.calibrate is False
     # "auto": only from FINE_TUNE_MIN_ROWS rows in the rarest class (X has 6 per class).

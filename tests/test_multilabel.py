@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import expit, logit
 from conftest import SENTIMENT_X, SENTIMENT_Y
+from scipy.special import expit, logit
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import classification_report, f1_score
@@ -62,14 +62,21 @@ def test_zero_shot_errors(make):
 def test_label_descriptions_are_demonstrations(make, prompt_format, scoring):
     described = {"negative": "unhappy", "neutral": "neither", "positive": "happy"}
     words = {"negative": "bad", "neutral": "meh", "positive": "good"}
-    clf = make(n_examples_per_class=0, label_descriptions=described, prompt_format=prompt_format,
-               scoring=scoring, label_words=words).fit(None, NAMES)
+    clf = make(
+        n_examples_per_class=0,
+        label_descriptions=described,
+        prompt_format=prompt_format,
+        scoring=scoring,
+        label_words=words,
+    ).fit(None, NAMES)
     # Each description is shown as a text of its class, before any other example.
     for name in NAMES:
         assert f"Text:\n'{described[name]}'\nLabel:\n{words[name]}" in clf.prompt_.replace("\r", "")
     assert clf.predict_proba(SENTIMENT_X).shape == (len(SENTIMENT_X), 3)
     # With rows as well, the descriptions come first.
-    both = make(n_examples_per_class=1, label_descriptions=described, label_words=words).fit(SENTIMENT_X, SENTIMENT_Y)
+    both = make(n_examples_per_class=1, label_descriptions=described, label_words=words).fit(
+        SENTIMENT_X, SENTIMENT_Y
+    )
     first_row = min(both.prompt_.index(f"'{t}'") for t, _ in both.examples_)
     assert all(both.prompt_.index(f"'{d}'") < first_row for d in described.values())
 
@@ -114,7 +121,9 @@ def test_indicator_in_indicator_out(make, messages, kind):
 
 
 @pytest.mark.parametrize("calibrate", [False, True, "domain"])
-def test_label_probabilities_equal_a_plain_per_label_loop(make, messages, tiny_model, bpe_tokenizer, calibrate):
+def test_label_probabilities_equal_a_plain_per_label_loop(
+    make, messages, tiny_model, bpe_tokenizer, calibrate
+):
     X, Y = messages[0][:30], messages[1][:30]
     clf = make(calibrate=calibrate).fit(X, Y)
     queries = list(messages[0][30:36]) + ["", "'"]

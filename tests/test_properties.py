@@ -141,7 +141,9 @@ def test_a_row_does_not_depend_on_the_other_rows(fitted, text, others, data):
 
 
 # Training sets: one to three texts of each class, drawn like the queries, in any order.
-_rows_of_each_class = [st.lists(texts.map(lambda t, c=c: (t, c)), min_size=1, max_size=3) for c in sorted(WORDS)]
+_rows_of_each_class = [
+    st.lists(texts.map(lambda t, c=c: (t, c)), min_size=1, max_size=3) for c in sorted(WORDS)
+]
 train_sets = (
     st.tuples(*_rows_of_each_class)
     .map(lambda per_class: [row for rows in per_class for row in rows])

@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import SENTIMENT_X, SENTIMENT_Y
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_html_repr
 
 from skllm_fewshot import FewShotLLMClassifier
-
-from conftest import SENTIMENT_X, SENTIMENT_Y
 
 # Pieces of a torch module's repr: none may reach either repr of the estimator.
 MODULE_REPR_PIECES = ("LlamaDecoderLayer", "Embedding(", "bias=False", "LlamaRMSNorm", "in_features")

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
-    LOG_ATOL, TEST_DEVICE, TEST_DTYPE, TRICKY_QUERIES, assert_proba_close, loop_log_likelihoods, whole_prompts,
+    LOG_ATOL,
+    TEST_DEVICE,
+    TEST_DTYPE,
+    TRICKY_QUERIES,
+    assert_proba_close,
+    loop_log_likelihoods,
+    whole_prompts,
 )  # fmt: skip
 
 from skllm_fewshot import FewShotLLMClassifier
@@ -80,14 +86,24 @@ def softmax(s):
 @pytest.fixture(scope="module")
 def first_token_clf(tiny_model, bpe_tokenizer):
     return FewShotLLMClassifier(
-        tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="first_token", random_state=0, batch_size=4
+        tiny_model,
+        tokenizer=bpe_tokenizer,
+        calibrate=False,
+        scoring="first_token",
+        random_state=0,
+        batch_size=4,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
 
 
 @pytest.fixture(scope="module")
 def full_label_clf(tiny_model, bpe_tokenizer):
     return FewShotLLMClassifier(
-        tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="full_label", random_state=0, batch_size=4,
+        tiny_model,
+        tokenizer=bpe_tokenizer,
+        calibrate=False,
+        scoring="full_label",
+        random_state=0,
+        batch_size=4,
         label_words=FULL_LABEL_WORDS,
     ).fit(TRAIN_X, TRAIN_Y_FULL)
 
@@ -179,7 +195,12 @@ def test_scorer_handles_prompts_shorter_than_the_prefix(tiny_model, layout):
 
 def test_chat_format_matches_loop(tiny_model, bpe_tokenizer, layout):
     clf = FewShotLLMClassifier(
-        tiny_model, tokenizer=bpe_tokenizer, calibrate=False, prompt_format="chat", scoring="first_token", random_state=0,
+        tiny_model,
+        tokenizer=bpe_tokenizer,
+        calibrate=False,
+        prompt_format="chat",
+        scoring="first_token",
+        random_state=0,
         batch_size=3,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
     use_layout(clf.engine_.scorer, layout)
@@ -194,7 +215,12 @@ def test_chat_format_matches_loop(tiny_model, bpe_tokenizer, layout):
 
 def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer, layout):
     clf = FewShotLLMClassifier(
-        tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="first_token", n_examples_per_class=2, random_state=1,
+        tiny_model,
+        tokenizer=bpe_tokenizer,
+        calibrate=False,
+        scoring="first_token",
+        n_examples_per_class=2,
+        random_state=1,
         batch_size=5,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
     use_layout(clf.engine_.scorer, layout)
@@ -205,7 +231,12 @@ def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer, layout):
 
 def test_wordlevel_tokenizer_with_eos_matches_loop(tiny_model, wordlevel_tokenizer, layout):
     clf = FewShotLLMClassifier(
-        tiny_model, tokenizer=wordlevel_tokenizer, calibrate=False, scoring="full_label", random_state=0, batch_size=2
+        tiny_model,
+        tokenizer=wordlevel_tokenizer,
+        calibrate=False,
+        scoring="full_label",
+        random_state=0,
+        batch_size=2,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
     use_layout(clf.engine_.scorer, layout)
     ids = clf.engine_.tokens.encode(QUERIES_WITH_SPECIALS)
@@ -331,7 +362,12 @@ def test_score_in_batches_reraises_other_errors():
 
 def test_classifier_retries_on_oom(tiny_model, bpe_tokenizer, monkeypatch):
     clf = FewShotLLMClassifier(
-        tiny_model, tokenizer=bpe_tokenizer, calibrate=False, scoring="first_token", random_state=0, batch_size=8
+        tiny_model,
+        tokenizer=bpe_tokenizer,
+        calibrate=False,
+        scoring="first_token",
+        random_state=0,
+        batch_size=8,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
     expected = clf.predict_proba(QUERIES)
     clear_feature_cache()  # score the queries again, not from the cache

@@ -71,7 +71,9 @@ def test_interleave_gives_rounds_of_one_example_per_class(make_clf):
         assert [sorted(labels[i : i + 3]) for i in (0, 3, 6)] == [["a", "b", "c"]] * 3
     # The class order changes between rounds or seeds: no class is always last.
     lasts = {
-        make_clf(n_examples_per_class=2, example_order="interleave", random_state=s).fit(X, y).examples_[-1][1]
+        make_clf(n_examples_per_class=2, example_order="interleave", random_state=s)
+        .fit(X, y)
+        .examples_[-1][1]
         for s in range(8)
     }
     assert len(lasts) > 1
@@ -116,7 +118,10 @@ def test_a_training_text_gets_itself_as_example(make_clf):
 @pytest.mark.parametrize("calibrate", [False, True, "domain"])
 def test_similar_equals_the_plain_loop_with_each_texts_examples(make_clf, scoring, calibrate):
     clf = make_clf(
-        example_selection="similar", embedding=char_counts, scoring=scoring, calibrate=calibrate,
+        example_selection="similar",
+        embedding=char_counts,
+        scoring=scoring,
+        calibrate=calibrate,
         label_words={"negative": "bad", "neutral": "meh", "positive": "good"},
     ).fit(X, Y)
     p = clf.predict_proba(QUERIES)
@@ -173,14 +178,18 @@ def test_mean_pooled_embeddings_do_not_depend_on_padding_or_cache(tiny_model, bp
     assert not batched[2].any()  # no tokens, no direction
     # A second call reads the cache: the model does not run.
     with inject_fault(model.model, "forward", Fault(on_call=1, error=AssertionError)) as body:
-        np.testing.assert_array_equal(mean_pooled_embeddings(model, bpe_tokenizer, texts[::-1]), batched[::-1])
+        np.testing.assert_array_equal(
+            mean_pooled_embeddings(model, bpe_tokenizer, texts[::-1]), batched[::-1]
+        )
     assert body.fault.calls == 0
 
 
 def test_embedding_transformer_is_cloned_and_fitted(make_clf):
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3))
     clf = make_clf(example_selection="similar", embedding=vectorizer).fit(X, Y)
-    assert not hasattr(vectorizer, "vocabulary_") and hasattr(clf.selection_.embedder.transformer_, "vocabulary_")
+    assert not hasattr(vectorizer, "vocabulary_") and hasattr(
+        clf.selection_.embedder.transformer_, "vocabulary_"
+    )
     p = clf.predict_proba(QUERIES)
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(restored.predict_proba(QUERIES), p, atol=1e-9)
@@ -189,12 +198,21 @@ def test_embedding_transformer_is_cloned_and_fitted(make_clf):
 
 def test_similar_orders_are_reproducible(make_clf):
     a = make_clf(example_selection="similar", embedding=char_counts, n_examples_per_class=2, random_state=3)
-    b = make_clf(example_selection="similar", embedding=char_counts, n_examples_per_class=2,
-                 random_state=np.random.RandomState(3))
+    b = make_clf(
+        example_selection="similar",
+        embedding=char_counts,
+        n_examples_per_class=2,
+        random_state=np.random.RandomState(3),
+    )
     assert a.fit(X, Y).examples_for(QUERIES) == b.fit(X, Y).examples_for(QUERIES)
     orders = {
-        tuple(make_clf(example_selection="similar", embedding=char_counts, n_examples_per_class=2,
-                       random_state=s).fit(X, Y).examples_for(QUERIES[:1])[0])
+        tuple(
+            make_clf(
+                example_selection="similar", embedding=char_counts, n_examples_per_class=2, random_state=s
+            )
+            .fit(X, Y)
+            .examples_for(QUERIES[:1])[0]
+        )
         for s in range(6)
     }
     assert len(orders) > 1

@@ -107,13 +107,17 @@ def test_block_runs(index, sessions, monkeypatch):
         if earlier.page != block.page or earlier.skip is not None or earlier.line in session.ran:
             continue
         if earlier.line in session.failed:
-            pytest.fail(f"the block at line {earlier.line} of {block.page.name}, which this one follows, failed")
+            pytest.fail(
+                f"the block at line {earlier.line} of {block.page.name}, which this one follows, failed"
+            )
         session.run(earlier)
     session.run(block)
 
 
 def test_readme_has_python_blocks_that_compile():
-    assert [b for b in BLOCKS if b.page == README and b.skip is None], "README.md has no ```python block that runs"
+    assert [b for b in BLOCKS if b.page == README and b.skip is None], (
+        "README.md has no ```python block that runs"
+    )
     for block in BLOCKS:
         compile("\n" * (block.line - 1) + block.code, str(block.page), "exec")
 

@@ -28,7 +28,8 @@ def test_two_threads_on_one_estimator_match_sequential_calls(make_clf, scoring, 
     for _ in range(3):
         # A fresh estimator each round: both threads race to build its lazy prefix cache.
         clf = make_clf(scoring=scoring, prompt_format=prompt_format).fit(X, Y)
-        got_a, got_b = run_together(lambda: clf.predict_proba(a), lambda: clf.predict_proba(b))
+        # The lambdas run before the loop moves on: binding the loop variable late is what is meant.
+        got_a, got_b = run_together(lambda: clf.predict_proba(a), lambda: clf.predict_proba(b))  # noqa: B023
         np.testing.assert_array_equal(got_a, expected_a)
         np.testing.assert_array_equal(got_b, expected_b)
 
@@ -40,7 +41,7 @@ def test_two_estimators_sharing_one_cached_model_match_sequential_calls(path_clf
     expected = [one.predict_proba(MIXED), two.predict_proba(MIXED)]
     for _ in range(3):
         one, two = clone(one).fit(X, Y), clone(two).fit(X, Y)
-        got = run_together(lambda: one.predict_proba(MIXED), lambda: two.predict_proba(MIXED))
+        got = run_together(lambda: one.predict_proba(MIXED), lambda: two.predict_proba(MIXED))  # noqa: B023
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
 
@@ -54,7 +55,7 @@ def test_unpickled_estimator_used_from_two_threads_at_once(path_clf, scoring):
         for i in range(3):
             restored = pickle.loads(blob)
             assert built.fault.calls == i  # the engine is not in the pickle: nothing built yet
-            got = run_together(lambda: restored.predict_proba(MIXED), lambda: restored.predict(MIXED))
+            got = run_together(lambda: restored.predict_proba(MIXED), lambda: restored.predict(MIXED))  # noqa: B023
             np.testing.assert_array_equal(got[0], expected)
             np.testing.assert_array_equal(got[1], clf.classes_[expected.argmax(1)])
     assert built.fault.calls == 3  # once per restored estimator, not once per thread

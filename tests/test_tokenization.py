@@ -177,7 +177,7 @@ def test_user_text_is_never_turned_into_special_tokens(bpe_tokenizer, fmt, with_
     prompt = make_prompt(fmt, examples)
     pt = PromptTokenizer(prompt, tok)
     special_ids = set(tok.all_special_ids)
-    template_only = PromptTokenizer(make_prompt(fmt, [(t.replace("<", "[") , w) for t, w in examples]), tok)
+    template_only = PromptTokenizer(make_prompt(fmt, [(t.replace("<", "["), w) for t, w in examples]), tok)
     n_template_specials = sum(i in special_ids for i in template_only.encode(["plain text"])[0])
     queries = SPECIAL_QUERIES + ["plain text"]
     for q, ids in zip(queries, pt.encode(queries)):

@@ -54,7 +54,7 @@ BAD_UNICODE = [
                  id="surrogateescape-0xff"),
     pytest.param(_surrogateescape(b"caf\xe9 cr\xe8me"), r"lone surrogate U\+DCE9 at character 3", _replace_escaped,
                  id="latin1-bytes-as-utf8"),
-    pytest.param(_surrogateescape("naïve".encode("utf-8")[:3]), r"lone surrogate U\+DCC3 at character 2", _replace_escaped,
+    pytest.param(_surrogateescape("naïve".encode()[:3]), r"lone surrogate U\+DCC3 at character 2", _replace_escaped,
                  id="utf8-cut-mid-character"),
     pytest.param("\ud800", r"lone surrogate U\+D800 at character 0", _replace_any, id="lone-high"),
     pytest.param("ok \udfff", r"lone surrogate U\+DFFF at character 3", _replace_any, id="lone-low"),
@@ -62,7 +62,8 @@ BAD_UNICODE = [
     pytest.param("\ude00\ud83d", r"lone surrogate U\+DE00 at character 0", _replace_any, id="pair-reversed"),
     pytest.param("hi \ud83d\ude00", r"UTF-16 surrogate pair U\+D83D U\+DE00 at character 3", _join_pairs,
                  id="utf16-pair-emoji"),
-    pytest.param("\udbff\udfff", r"UTF-16 surrogate pair U\+DBFF U\+DFFF at character 0", _join_pairs, id="utf16-pair-last-plane"),
+    pytest.param("\udbff\udfff", r"UTF-16 surrogate pair U\+DBFF U\+DFFF at character 0", _join_pairs,
+                 id="utf16-pair-last-plane"),
 ]  # fmt: skip
 FIX_TEXT = {
     _replace_escaped: "errors='replace'",
@@ -87,7 +88,7 @@ def test_bad_unicode_is_rejected_naming_row_problem_and_fix(fitted, make_clf, te
 
 def test_the_named_fixes_do_what_they_say():
     assert _replace_escaped(_surrogateescape(b"caf\xe9")) == "caf\ufffd"
-    assert _replace_escaped(_surrogateescape("café".encode("utf-8"))) == "café"  # valid bytes come back
+    assert _replace_escaped(_surrogateescape("café".encode())) == "café"  # valid bytes come back
     assert _join_pairs("\ud83d\ude00") == "😀"
     assert _replace_any("a\ud800b") == "a?b"
 
@@ -110,7 +111,9 @@ def test_bad_unicode_in_labels_is_rejected(make_clf):
 
 @pytest.mark.parametrize("name", ["instruction", "text_name", "label_name"])
 def test_prompt_parameters_with_surrogates(make_clf, name):
-    with pytest.raises(ValueError, match=rf"{name} contains the lone surrogate U\+DCFF at character 1.*replace"):
+    with pytest.raises(
+        ValueError, match=rf"{name} contains the lone surrogate U\+DCFF at character 1.*replace"
+    ):
         make_clf(**{name: "x\udcff"}).fit(X, Y)
     # Any other code point is valid, and written into the prompt as it is.
     odd = "x \u202e\x00 😻"
@@ -195,12 +198,23 @@ def test_fit_rejects_bad_X_with_the_same_message(make_clf):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"label_words": {"negative": "bad", "neutral": "meh"}}, r"no word for the classes \['positive'\]; give"),
-        ({"label_words": {"negative": "x", "neutral": "x", "positive": "y"}},
-         r"Classes 'negative' and 'neutral' have the same label word 'x'; give each class its own word"),
-        ({"label_words": {"negative": "", "neutral": "meh", "positive": "good"}}, r"is ''; use a non-empty str"),
+        (
+            {"label_words": {"negative": "bad", "neutral": "meh"}},
+            r"no word for the classes \['positive'\]; give",
+        ),
+        (
+            {"label_words": {"negative": "x", "neutral": "x", "positive": "y"}},
+            r"Classes 'negative' and 'neutral' have the same label word 'x'; give each class its own word",
+        ),
+        (
+            {"label_words": {"negative": "", "neutral": "meh", "positive": "good"}},
+            r"is ''; use a non-empty str",
+        ),
         ({"label_words": {"negative": " \n", "neutral": "meh", "positive": "good"}}, r"use a non-empty str"),
-        ({"label_words": {"negative": 1, "neutral": "meh", "positive": "good"}}, r"is 1; use a non-empty str"),
+        (
+            {"label_words": {"negative": 1, "neutral": "meh", "positive": "good"}},
+            r"is 1; use a non-empty str",
+        ),
         ({"label_words": ["bad", "meh", "good"]}, r"must be a dict mapping class -> word"),
     ],
     ids=["more-classes-than-words", "two-classes-one-word", "empty-word", "blank-word", "int-word", "list"],
