@@ -31,6 +31,7 @@ def demo(args: argparse.Namespace) -> int:
     import transformers.modeling_utils  # noqa: F401
 
     from skllm_fewshot import FewShotLLMClassifier
+    from skllm_fewshot.loading import DEFAULT_MODEL
 
     imported = time.perf_counter()
 
@@ -48,7 +49,7 @@ def demo(args: argparse.Namespace) -> int:
     loaded = time.perf_counter()
     proba = clf.predict_proba(DEMO_REVIEWS)
     done = time.perf_counter()
-    print(f"model: {args.model or 'SmolLM2-135M-Instruct (embedded)'}, scoring={args.scoring}")
+    print(f"model: {args.model or DEFAULT_MODEL + ' (the embedded default)'}, scoring={args.scoring}")
     print(
         f"import: {imported - start:.1f} s, fit (model load + prompt): {loaded - imported:.1f} s, "
         f"predict_proba: {done - loaded:.2f} s\n"
@@ -80,6 +81,8 @@ def cache(args: argparse.Namespace) -> int:
         print(f"  {entry['name']}  {entry['bytes'] / 2**20:.0f} MiB  from {entry['gguf']}{state}")
     if not info["disk_entries"]:
         print("  (none)")
+    for path in info["joined_files"]:
+        print(f"joined from its package's chunks: {path}")
     return 0
 
 
@@ -88,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="the seed's few-shot sentiment example on the embedded model")
     p.add_argument(
-        "--model", default=None, help="Hugging Face id, folder or .gguf file (default: embedded SmolLM2)"
+        "--model",
+        default=None,
+        help="an embedded model's name (smollm2-135m, gemma-3-270m), a Hugging Face id, a folder or a .gguf file",
     )
     p.add_argument("--scoring", default="full_label", choices=["full_label", "first_token"])
     p.add_argument("--device", default="auto")

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._embedded import ASSEMBLED
+
 __all__ = ["ModelCacheWarning", "ConvertedModelCache", "default_cache_dir", "resolve_cache_dir"]
 
 logger = logging.getLogger(__name__)
@@ -281,6 +283,8 @@ class ConvertedModelCache:
         for path in self.root.iterdir():
             if path.is_dir() and ((path / MANIFEST).exists() or path.name.startswith(_TMP_PREFIX)):
                 removed += not path.name.startswith(_TMP_PREFIX)
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_dir() and path.name == ASSEMBLED:  # embedded models' files joined from chunks
                 shutil.rmtree(path, ignore_errors=True)
             elif path.name == HASHES or path.suffix == ".lock":
                 path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ._embedded import EMBEDDED_MODELS, ModelNotAvailableError, embedded_model, embedded_model_path
+from ._embedded import ASSEMBLED, EMBEDDED_MODELS, ModelNotAvailableError, embedded_model, embedded_model_path
 from .attention import register as register_block_attention
 from .families import BLOCK_ATTENTION_FAMILIES
 from .gguf_cache import ConvertedModelCache, resolve_cache_dir
@@ -121,22 +121,26 @@ def model_cache_info(disk_cache: bool | str | os.PathLike | None = None) -> dict
         started, ``cached`` the models held in memory now; ``disk_dir`` is the folder
         of converted GGUF models (``None`` when the disk cache is off) and
         ``disk_entries`` lists them (name, path, source file, dtype, transformers
-        version, bytes, whether complete).
+        version, bytes, whether complete); ``joined_files`` lists the embedded models'
+        GGUF files joined from their packages' chunks.
 
     Examples
     --------
     >>> from skllm_fewshot.loading import model_cache_info
     >>> sorted(model_cache_info())
-    ['cached', 'disk_dir', 'disk_entries', 'loads']
+    ['cached', 'disk_dir', 'disk_entries', 'joined_files', 'loads']
     """
     root = resolve_cache_dir(disk_cache)
     entries = ConvertedModelCache(root).entries() if root is not None else []
+    joined = root / ASSEMBLED if root is not None else None
+    files = sorted(str(p) for p in joined.glob("*.gguf")) if joined is not None and joined.is_dir() else []
     with _CACHE_LOCK:
         return {
             "loads": _LOADS,
             "cached": len(_CACHE),
             "disk_dir": root and str(root),
             "disk_entries": entries,
+            "joined_files": files,
         }
 
 
@@ -147,7 +151,7 @@ def clear_model_cache(disk: bool = False, disk_cache: bool | str | os.PathLike |
     ----------
     disk : bool, default=False
         Also remove the converted GGUF models from the disk cache (the next load of
-        each converts it again).
+        each converts it again), and the embedded models' files joined from chunks.
     disk_cache : bool, str, path or None, default=None
         Which disk cache, as :func:`load_model`'s.
 

@@ -85,6 +85,13 @@ def test_a_name_resolves_to_the_joined_file_for_loading(chunked):
     assert loading._source_key("fake-model") == str(folder / FILE)
 
 
+def test_cache_info_lists_the_joined_file_and_clear_removes_it(chunked):
+    path = embedded_model_path("fake-model")
+    assert loading.model_cache_info()["joined_files"] == [str(path)]
+    loading.clear_model_cache(disk=True)
+    assert not path.exists() and loading.model_cache_info()["joined_files"] == []
+
+
 def test_a_wrong_checksum_leaves_nothing_behind(chunked):
     site, _, folder = chunked
     (site / "fake_model_gguf" / "data" / "SHA256SUMS").write_text(f"{'0' * 64}  {FILE}\n")
