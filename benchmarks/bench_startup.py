@@ -63,19 +63,20 @@ print({"load_s": t1 - t0, "first_predict_s": t2 - t1, "load_to_answer_s": t2 - t
 """
 
 _FIT_AND_DUMP = r"""
-import sys, joblib
+import os, sys, joblib
 from skllm_fewshot.__main__ import SEED_EXAMPLES, SEED_INSTRUCTION
 from skllm_fewshot import FewShotLLMClassifier
 X, y = zip(*SEED_EXAMPLES)
-clf = FewShotLLMClassifier(instruction=SEED_INSTRUCTION, text_name="Product review", label_name="Sentiment",
-                           random_state=0).fit(list(X), list(y))
+clf = FewShotLLMClassifier(os.environ.get("BENCH_MODEL") or None, instruction=SEED_INSTRUCTION,
+                           text_name="Product review", label_name="Sentiment", random_state=0).fit(list(X), list(y))
 joblib.dump(clf, sys.argv[1])
 print({"prompt": clf.prompt_})
 """
 
 _PROBAS = r"""
-import sys, json, numpy as np
+import os, sys, json, numpy as np
 from skllm_fewshot.__main__ import SEED_EXAMPLES, SEED_INSTRUCTION, DEMO_REVIEWS
+MODEL = os.environ.get("BENCH_MODEL") or None
 from skllm_fewshot import FewShotLLMClassifier
 from skllm_fewshot.datasets import load_mas_tweets
 out = {}
@@ -86,18 +87,18 @@ if sys.argv[2]:
     train = tweets.groupby("SECTOR").head(1)
     test = tweets.drop(train.index).sample(50, random_state=0)
 for scoring in ("full_label", "first_token"):
-    clf = FewShotLLMClassifier(instruction=SEED_INSTRUCTION, text_name="Product review", label_name="Sentiment",
-                               scoring=scoring, random_state=0).fit(list(X), list(y))
+    clf = FewShotLLMClassifier(MODEL, instruction=SEED_INSTRUCTION, text_name="Product review",
+                               label_name="Sentiment", scoring=scoring, random_state=0).fit(list(X), list(y))
     out[f"demo_{scoring}"] = clf.predict_proba(DEMO_REVIEWS).tolist()
     if sys.argv[2]:
-        clf = FewShotLLMClassifier(instruction=instruction, text_name="Tweet", label_name="Categoría",
+        clf = FewShotLLMClassifier(MODEL, instruction=instruction, text_name="Tweet", label_name="Categoría",
                                    scoring=scoring, random_state=0).fit(train["TEXTO"], train["SECTOR"])
         out[f"mas_{scoring}"] = clf.predict_proba(test["TEXTO"]).tolist()
 json.dump(out, open(sys.argv[1], "w"))
 """
 
 _CV_FIT = r"""
-import sys, time
+import os, sys, time
 import pandas as pd, transformers.modeling_utils
 from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
 from skllm_fewshot.engine import clear_feature_cache
@@ -108,9 +109,10 @@ k = int(sys.argv[2])
 train = pd.concat([g.sample(k, random_state=0) for _, g in rows.groupby("label")])
 X, y = train["sentence"].tolist(), train["label"].map({"0": "negative", "1": "positive"}).tolist()
 # bench_accuracy.py's SST-2 prompt.
-base = FewShotLLMClassifier(instruction="Classify the sentiment of each movie review: {labels}.",
+MODEL = os.environ.get("BENCH_MODEL") or None
+base = FewShotLLMClassifier(MODEL, instruction="Classify the sentiment of each movie review: {labels}.",
                             text_name="Review", label_name="Sentiment", random_state=0)
-t0 = time.perf_counter(); load_model(None); t1 = time.perf_counter()
+t0 = time.perf_counter(); load_model(MODEL); t1 = time.perf_counter()
 clf = FewShotLLMClassifierCV(base, random_state=0, fine_tune=False).fit(X, y)  # the frozen candidates' cost
 t2 = time.perf_counter()
 clear_feature_cache()
@@ -150,19 +152,24 @@ def main() -> None:
     parser.add_argument("--mas", default=str(SHARED / "mascorpus" / "tweets_marketing.csv"))
     parser.add_argument("--sst2", default=str(SHARED / "benchmarks"), help="folder with SST-2's train file")
     parser.add_argument("--k", type=int, default=8, help="rows per class for the CV fit")
+    parser.add_argument("--model", default="", help="an embedded model's name (default: the default model)")
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args()
 
     cache = tempfile.mkdtemp(prefix="skllm-bench-cache-")
-    env = {**os.environ, "SKLLM_FEWSHOT_CACHE": cache, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ, "SKLLM_FEWSHOT_CACHE": cache, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "BENCH_MODEL": args.model,
+    }  # fmt: skip
+    demo = ["-m", "skllm_fewshot", "demo", *(["--model", args.model] if args.model else [])]
     off = {**env, "SKLLM_FEWSHOT_CACHE": "off"}
     rows: dict[str, dict] = {}
 
-    wall, out = run(["-m", "skllm_fewshot", "demo"], env)
+    wall, out = run(demo, env)
     rows["demo cold"] = {"wall_s": wall, **demo_phases(out)}
-    wall, out = run(["-m", "skllm_fewshot", "demo"], env)
+    wall, out = run(demo, env)
     rows["demo warm"] = {"wall_s": wall, **demo_phases(out)}
-    from skllm_fewshot.loading import model_cache_info
+    from skllm_fewshot.loading import DEFAULT_MODEL, model_cache_info
 
     (entry,) = model_cache_info(disk_cache=cache)["disk_entries"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,13 +194,14 @@ def main() -> None:
     record = {
         "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/bench_startup.py " + " ".join(sys.argv[1:]),
+        "model": args.model or DEFAULT_MODEL,
         "converted_mib": entry["bytes"] / 2**20,
         "rows": rows,
     }
     out_dir = Path(args.out)
     with open(out_dir / "startup.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
-    (out_dir / "startup_latest.md").write_text(render(record))
+    (out_dir / f"startup_latest{'_' + args.model if args.model else ''}.md").write_text(render(record))
     print(render(record))
 
 
@@ -201,7 +209,7 @@ def render(record: dict) -> str:
     r = record["rows"]
     demo_c, demo_w, bound = r["demo cold"], r["demo warm"], r["bound"]
     lines = [
-        f"# Startup: latest run ({record['date']})",
+        f"# Startup: latest run ({record['date']}, {record.get('model', 'smollm2-135m')})",
         "",
         f"Command: `{record['command']}`; every row is a fresh process (converted copy: "
         f"{record['converted_mib']:.0f} MiB).",
