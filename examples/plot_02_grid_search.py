@@ -108,8 +108,12 @@ fig.tight_layout()
 # The chosen classifier on held-out tweets
 # ----------------------------------------
 #
-# The search refits the best candidate on all 28 search tweets (which picks new
-# examples: ``fit`` trains nothing). It then predicts like any classifier. Expect its
+# The search refits the best candidate on all 28 search tweets. Every candidate of
+# this grid is a prompt without a head: its ``fit`` picks its examples afresh from
+# those tweets (and, with ``calibrate=True``, scores the calibration queries) and
+# trains no weights; a ``head`` would be trained on every labelled row, and
+# ``head="lora"`` fine-tunes an adapter on them. The refitted classifier then
+# predicts like any classifier. Expect its
 # held-out accuracy to be lower than its cross-validated score: the best of 12
 # candidates, each scored on 28 tweets, is the best partly by luck.
 best = search.best_estimator_

@@ -50,7 +50,8 @@ class InconsistentVersionWarning(UserWarning):
         super().__init__(
             f"This {estimator_name} was pickled with {made} and is loaded with {current_version}; "
             "its fitted state may not match this version, so predictions may differ or fail. Refit it "
-            f"with {current_version} (fit needs no training, only the data), or load it where the "
+            f"with {current_version} (a prompt-only fit takes seconds; one with a head or an adapter "
+            "trains it again), or load it where the "
             f"version that made it is installed: {install}."
         )
 
