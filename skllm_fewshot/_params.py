@@ -41,9 +41,10 @@ class ModelParamsMixin:
         shown.__dict__.update({k: _short(v) for k, v in self.get_params(deep=False).items()})
         return BaseEstimator.__repr__(shown, N_CHAR_MAX)
 
-    def _get_params_html(self, deep: bool = True, doc_link: str = "") -> Any:
+    def _get_params_html(self, *args: Any, **kwargs: Any) -> Any:
         # The HTML repr's parameter table (scikit-learn >= 1.7): the same short names.
-        params = super()._get_params_html(deep, doc_link)
+        # Its arguments are passed as they come: 1.8 added doc_link to 1.7's (deep).
+        params = super()._get_params_html(*args, **kwargs)
         for name, value in list(params.items()):
             params[name] = _short(value)
         return params

@@ -58,7 +58,8 @@ def assert_same_model(a, b):
             a.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
             == b.tokenizer(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
         )
-    assert a.tokenizer.all_special_tokens == b.tokenizer.all_special_tokens
+    # A set: transformers < 5.6 lists them in another order after the round trip.
+    assert set(a.tokenizer.all_special_tokens) == set(b.tokenizer.all_special_tokens)
     assert (a.tokenizer.bos_token_id, a.tokenizer.eos_token_id, a.tokenizer.pad_token_id) == (
         b.tokenizer.bos_token_id,
         b.tokenizer.eos_token_id,
