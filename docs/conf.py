@@ -68,6 +68,10 @@ exclude_patterns = [
     "accuracy_latest.md",
     # Written by benchmarks/bench_startup.py; performance.md holds the record.
     "startup_latest.md",
+    "startup_latest_*.md",
+    # Written by benchmarks/bench_models.py and bench_layers.py; models.md includes the first.
+    "models_latest.md",
+    "layers_latest.md",
     # sphinx-gallery's own outputs that are not pages.
     "auto_examples/*.ipynb",
     "auto_examples/*.py",

