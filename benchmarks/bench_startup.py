@@ -16,7 +16,7 @@ worker would, and is measured beside its bound in the same run:
 - ``equal``: predictions of the demo's reviews and of MAS tweets, both scorings, loaded
   from the GGUF file (cache off) and from the converted copy: the largest difference.
 
-Results go to ``docs/startup.jsonl`` (one JSON line per run) and ``docs/startup_latest.md``.
+Results go to ``docs/startup.jsonl`` (one JSON line per run) and ``docs/startup_latest_<model>.md``.
 
     python benchmarks/bench_startup.py --mas ../shared/data/mascorpus/tweets_marketing.csv \\
         --sst2 ../shared/data/benchmarks
@@ -201,7 +201,7 @@ def main() -> None:
     out_dir = Path(args.out)
     with open(out_dir / "startup.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
-    (out_dir / f"startup_latest{'_' + args.model if args.model else ''}.md").write_text(render(record))
+    (out_dir / f"startup_latest_{record['model']}.md").write_text(render(record))
     print(render(record))
 
 

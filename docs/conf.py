@@ -67,7 +67,6 @@ exclude_patterns = [
     # Written by benchmarks/bench_accuracy.py; accuracy.md holds the record.
     "accuracy_latest.md",
     # Written by benchmarks/bench_startup.py; performance.md holds the record.
-    "startup_latest.md",
     "startup_latest_*.md",
     # Written by benchmarks/bench_models.py and bench_layers.py; models.md includes the first.
     "models_latest.md",
