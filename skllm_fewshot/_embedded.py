@@ -179,13 +179,20 @@ def _assembled_dir(disk_cache: bool | str | os.PathLike | None) -> Path:
     return (root if root is not None else Path(tempfile.gettempdir()) / "skllm-fewshot") / ASSEMBLED
 
 
-def _assemble(model: EmbeddedModel, file_name: str, sha256: str, chunks: list[Path], target: Path) -> None:
-    """Join ``chunks`` into ``target`` whole or not at all, checked against ``sha256``."""
+def _is_joined(target: Path, size: int) -> bool:
+    # Only a checked file is ever renamed into place, so its size is enough to trust it.
+    return target.is_file() and target.stat().st_size == size
+
+
+def _assemble(
+    model: EmbeddedModel, file_name: str, sha256: str, chunks: list[Path], target: Path, size: int
+) -> None:
+    """Join ``chunks`` (``size`` bytes) into ``target`` whole or not at all, checked against ``sha256``."""
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=_LOCK_TIMEOUT_S):
-        if target.is_file() and target.stat().st_size == sum(c.stat().st_size for c in chunks):
+        if _is_joined(target, size):
             return  # another process joined it while this one waited
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".gguf")
         try:
@@ -263,6 +270,7 @@ def embedded_model_path(name: str, disk_cache: bool | str | os.PathLike | None =
     file_name, sha256 = listed[0]
     chunks = _chunks(model, file_name)
     target = _assembled_dir(disk_cache) / file_name
-    if not (target.is_file() and target.stat().st_size == sum(c.stat().st_size for c in chunks)):
-        _assemble(model, file_name, sha256, chunks, target)
+    size = sum(c.stat().st_size for c in chunks)
+    if not _is_joined(target, size):
+        _assemble(model, file_name, sha256, chunks, target, size)
     return target
