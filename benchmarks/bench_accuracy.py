@@ -136,9 +136,9 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
     from sklearn.pipeline import make_pipeline
 
     from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
-    from skllm_fewshot.ensemble import ProductOfExperts
-    from skllm_fewshot.finetuning import LoRAFineTuning
-    from skllm_fewshot.model_selection import default_candidates, default_fallback
+    from skllm_fewshot._ensemble import ProductOfExperts
+    from skllm_fewshot._finetuning import LoRAFineTuning
+    from skllm_fewshot._search import default_candidates, default_fallback
 
     options = dict(TASKS[task])
     if task == "mas":
@@ -165,7 +165,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
         "prompt_cf": llm(calibrate=True),
         "prompt_batch": llm(calibrate="batch"),
         "knn": llm(head="knn"),
-        "seed": llm(scoring="first_token", calibrate=False),
+        "seed": llm(label_scoring="first_token", calibrate=False),
         "tfidf_word": make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), lr(10.0)),
         "tfidf_char": tfidf_char,
         "union": union,

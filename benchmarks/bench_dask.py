@@ -1,7 +1,7 @@
 """Rows per second on a Dask LocalCluster of 1 and 2 worker processes, against one process.
 
 All in one run, on the same MAS test tweets and the same fitted estimator
-(``scoring="first_token"``, one example per class, the embedded SmolLM2 unless
+(``label_scoring="first_token"``, one example per class, the embedded SmolLM2 unless
 ``--model``): (a) ``clf.predict_proba`` in this process with torch's default
 threads, (b) the same with one torch thread (what one worker gets), then
 ``skllm_fewshot.dask.predict_proba`` on LocalClusters of 1 and 2 worker
@@ -47,7 +47,7 @@ def _worker_state() -> dict:
     """Run on each worker: its memory, threads and model loads."""
     import torch
 
-    from skllm_fewshot.loading import model_cache_info
+    from skllm_fewshot._loading import model_cache_info
 
     return dict(
         rss_mib=_rss_mib(),
@@ -221,7 +221,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="path of tweets_marketing.csv")
     parser.add_argument("--n", type=int, default=0, help="test tweets scored (default: all)")
     parser.add_argument("--model", default=None, help="model id, folder or .gguf (default: embedded SmolLM2)")
-    parser.add_argument("--scoring", default="first_token", choices=["first_token", "full_label"])
+    parser.add_argument("--label-scoring", default="first_token", choices=["first_token", "full_label"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes to measure")
     parser.add_argument("--partitions", type=int, default=8, help="partitions of the texts")
     parser.add_argument("--worker-threads", type=int, default=1, help="torch threads per worker process")

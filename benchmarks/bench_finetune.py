@@ -72,8 +72,8 @@ def main(argv=None) -> None:
     from sklearn.preprocessing import StandardScaler
 
     from skllm_fewshot import FewShotLLMClassifier
-    from skllm_fewshot.engine import clear_feature_cache
-    from skllm_fewshot.finetuning import LoRAFineTuning
+    from skllm_fewshot._engine import clear_feature_cache
+    from skllm_fewshot._finetuning import LoRAFineTuning
 
     torch.set_num_threads(args.threads)
     X, y, Xt, yt = load_task(args.task, args, args.test)

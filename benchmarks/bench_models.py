@@ -138,7 +138,7 @@ print(json.dumps(dict(import_s=imported - start, first_answer_s=first - start, p
 
 def measure_cost(model: str, args: argparse.Namespace) -> dict:
     """A warm start and a predict pass of ``model`` in a fresh process, and its files on disk."""
-    from skllm_fewshot.loading import embedded_model_path, load_model, model_cache_info
+    from skllm_fewshot._loading import embedded_model_path, load_model, model_cache_info
 
     load_model(model)  # converted on disk, so that the timed process starts warm
     gguf = embedded_model_path(model)

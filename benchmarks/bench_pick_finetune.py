@@ -40,8 +40,8 @@ def collect(args: argparse.Namespace) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from skllm_fewshot.finetuning import LoRAFineTuning
-    from skllm_fewshot.model_selection import default_candidates, default_cv
+    from skllm_fewshot._finetuning import LoRAFineTuning
+    from skllm_fewshot._search import default_candidates, default_cv
 
     torch.set_num_threads(args.threads)
     for task in args.tasks:
@@ -126,7 +126,7 @@ def choose(record: dict, metric: str, margin_se: float) -> str:
 def library_pick(record: dict, with_tuned: tuple[str, ...] = ()) -> str:
     """What ``FewShotLLMClassifierCV`` picks from these fold scores (``pick_within_noise``), with the
     frozen candidates and the fine-tuned ones named in ``with_tuned``."""
-    from skllm_fewshot.model_selection import CONSTANT, pick_within_noise
+    from skllm_fewshot._search import CONSTANT, pick_within_noise
 
     missing = [n for n in with_tuned if n not in record["test_accuracy"]]
     if missing:

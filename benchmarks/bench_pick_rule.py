@@ -35,7 +35,7 @@ CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 def collect(args: argparse.Namespace) -> None:
     import torch
 
-    from skllm_fewshot.model_selection import CONSTANT, default_candidates
+    from skllm_fewshot._search import CONSTANT, default_candidates
 
     torch.set_num_threads(args.threads)
     with open(CV_FILE, "a", encoding="utf-8") as out:

@@ -1,8 +1,8 @@
 """Speed of predict_proba against the seed notebook's loop, measured side by side.
 
 (a) the seed's method as a plain loop (one prompt at a time, whole prompt through
-the model, logits at every position), (b) the library with ``scoring="first_token"``,
-(c) with ``scoring="full_label"``, and opt-in faster paths, all on the same tweets
+the model, logits at every position), (b) the library with ``label_scoring="first_token"``,
+(c) with ``label_scoring="full_label"``, and opt-in faster paths, all on the same tweets
 of the MAS corpus in one run. Prints a table, appends a JSON line to
 ``docs/performance.jsonl`` and rewrites ``docs/performance.md``.
 
@@ -34,7 +34,7 @@ from _common import (  # noqa: E402
 )
 
 from skllm_fewshot import FewShotLLMClassifier  # noqa: E402
-from skllm_fewshot.loading import load_model  # noqa: E402
+from skllm_fewshot._loading import load_model  # noqa: E402
 from skllm_fewshot.reference import seed_first_token_proba  # noqa: E402
 
 # Real architectures' shapes, randomly initialised (no weights can be downloaded).
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         )
         print(f"  {name}: {1000 * seconds / count:.1f} ms/tweet", flush=True)
 
-    seed_clf = make(scoring="first_token", calibrate=False)  # the seed's method
+    seed_clf = make(label_scoring="first_token", calibrate=False)  # the seed's method
     prompts = [seed_clf.prompt_.replace("{}", t) for t in texts]
     n_seed = min(len(texts), args.n_seed or len(texts))
 
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         clf.predict_proba(texts[:4])
     timed("(a) seed loop", seed_loop, n_seed)
     timed("(b) first_token", library(seed_clf), len(texts))
-    full = make(scoring="full_label", calibrate=False)
+    full = make(label_scoring="full_label", calibrate=False)
     full.predict_proba(texts[:4])
     timed("(c) full_label", library(full), len(texts))
     if device == "cpu" and not args.random_init and not args.skip_fast:
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     n_examples_per_class=1,
                     random_state=0,
                     batch_size=args.batch_size,
-                    scoring=scoring,
+                    label_scoring=scoring,
                     calibrate=False,
                 ).fit(train["TEXTO"], train["SECTOR"])
                 fast.predict_proba(texts[:4])

@@ -88,11 +88,11 @@ if sys.argv[2]:
     test = tweets.drop(train.index).sample(50, random_state=0)
 for scoring in ("full_label", "first_token"):
     clf = FewShotLLMClassifier(MODEL, instruction=SEED_INSTRUCTION, text_name="Product review",
-                               label_name="Sentiment", scoring=scoring, random_state=0).fit(list(X), list(y))
+                               label_name="Sentiment", label_scoring=scoring, random_state=0).fit(list(X), list(y))
     out[f"demo_{scoring}"] = clf.predict_proba(DEMO_REVIEWS).tolist()
     if sys.argv[2]:
         clf = FewShotLLMClassifier(MODEL, instruction=instruction, text_name="Tweet", label_name="Categoría",
-                                   scoring=scoring, random_state=0).fit(train["TEXTO"], train["SECTOR"])
+                                   label_scoring=scoring, random_state=0).fit(train["TEXTO"], train["SECTOR"])
         out[f"mas_{scoring}"] = clf.predict_proba(test["TEXTO"]).tolist()
 json.dump(out, open(sys.argv[1], "w"))
 """
@@ -101,8 +101,8 @@ _CV_FIT = r"""
 import os, sys, time
 import pandas as pd, transformers.modeling_utils
 from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV
-from skllm_fewshot.engine import clear_feature_cache
-from skllm_fewshot.loading import load_model
+from skllm_fewshot._engine import clear_feature_cache
+from skllm_fewshot._loading import load_model
 lines = [line.rstrip("\n").split(" ", 1) for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
 rows = pd.DataFrame(lines, columns=["label", "sentence"])
 k = int(sys.argv[2])
@@ -169,7 +169,7 @@ def main() -> None:
     rows["demo cold"] = {"wall_s": wall, **demo_phases(out)}
     wall, out = run(demo, env)
     rows["demo warm"] = {"wall_s": wall, **demo_phases(out)}
-    from skllm_fewshot.loading import DEFAULT_MODEL, model_cache_info
+    from skllm_fewshot._loading import DEFAULT_MODEL, model_cache_info
 
     (entry,) = model_cache_info(disk_cache=cache)["disk_entries"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -118,7 +118,7 @@ print(f"{len(train)} training tweets, {len(test)} test tweets")
 # ---------------------------------------
 #
 # The notebook's prompt: its instruction names the 7 sectors, each tweet is a
-# ``Tweet`` and each label a ``Categoría``. ``scoring="first_token"`` with
+# ``Tweet`` and each label a ``Categoría``. ``label_scoring="first_token"`` with
 # ``calibrate=False`` is the notebook's method: the softmax over the next-token logits
 # of each label word's first token, nothing else.
 seed_like = FewShotLLMClassifier(
@@ -126,7 +126,7 @@ seed_like = FewShotLLMClassifier(
     instruction=tweet_instruction,
     text_name="Tweet",
     label_name="Categoría",
-    scoring="first_token",
+    label_scoring="first_token",
     calibrate=False,
     random_state=0,
 )
@@ -156,19 +156,19 @@ fig.tight_layout()
 # -------------------------
 #
 # The notebook scores only the first token of each label word. A label such as
-# ``supermercados`` is several tokens long, and with ``scoring="first_token"`` two
+# ``supermercados`` is several tokens long, and with ``label_scoring="first_token"`` two
 # labels that start with the same token could not be told apart (the classifier says
 # so at ``fit``). ``label_token_ids_`` shows the tokens each label is scored by.
-from skllm_fewshot.loading import load_model
+from skllm_fewshot import load_model
 
-full_label = clone(seed_like).set_params(scoring="full_label").fit(train["TEXTO"], train["SECTOR"])
+full_label = clone(seed_like).set_params(label_scoring="full_label").fit(train["TEXTO"], train["SECTOR"])
 tokenizer = load_model().tokenizer  # the embedded model, loaded once: this is the cached one
 for label, first, whole in zip(seed_like.classes_, seed_like.label_token_ids_, full_label.label_token_ids_):
     pieces = [tokenizer.decode([token]) for token in whole]
     print(f"{label:>14}: first_token scores {pieces[: len(first)]}, full_label scores {pieces}")
 
 # %%
-# The default, ``scoring="full_label"``, scores a label by the sum of the
+# The default, ``label_scoring="full_label"``, scores a label by the sum of the
 # log-probabilities of all its tokens. Here are both methods' probabilities for the
 # first three test tweets.
 first_three = test["TEXTO"].iloc[:3].tolist()
@@ -215,7 +215,7 @@ print(f"same predictions: {(seed_proba.argmax(1) == library_proba.argmax(1)).all
 #     clf = FewShotLLMClassifier(
 #         model="google/gemma-2b-it",
 #         instruction=tweet_instruction, text_name="Tweet", label_name="Categoría",
-#         scoring="first_token", calibrate=False,
+#         label_scoring="first_token", calibrate=False,
 #         device="cuda", dtype="bfloat16", batch_size="auto",
 #     )
 #

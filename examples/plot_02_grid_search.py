@@ -52,7 +52,7 @@ clf = FewShotLLMClassifier(
 )
 param_grid = {
     "n_examples_per_class": [0, 1, 2],
-    "scoring": ["first_token", "full_label"],
+    "label_scoring": ["first_token", "full_label"],
     "calibrate": [False, True],
 }
 cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)

@@ -66,7 +66,7 @@ print(clean_tweets(["@vecina ¡Ofertas en el súper! #ahorro https://example.com
 # ``fewshotllmclassifier__n_examples_per_class``. The pipeline's display (in a
 # notebook, the last line of a cell) stays short: the classifier's parameters, not the
 # model's layers.
-llm.set_params(fewshotllmclassifier__scoring="full_label")
+llm.set_params(fewshotllmclassifier__label_scoring="full_label")
 llm
 
 # %%
@@ -125,14 +125,14 @@ stack
 # Multiplying the two
 # -------------------
 #
-# :class:`~skllm_fewshot.ensemble.ProductOfExperts` needs no cross-validation and no
+# :class:`~skllm_fewshot.ProductOfExperts` needs no cross-validation and no
 # label codes: it fits both models on the training tweets, with their own labels, and
 # multiplies their class probabilities. A model that knows nothing about a tweet
 # (probabilities close to uniform) leaves the other's ranking as it is. With one row
 # per class :class:`~skllm_fewshot.FewShotLLMClassifierCV` falls back to such a
 # product, with a union of the model's features and TF-IDF in place of TF-IDF alone
 # (:doc:`/accuracy`).
-from skllm_fewshot.ensemble import ProductOfExperts
+from skllm_fewshot import ProductOfExperts
 
 product = ProductOfExperts([("llm", llm), ("tfidf", tfidf)]).fit(X_train, y_train)
 product

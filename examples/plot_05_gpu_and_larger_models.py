@@ -38,7 +38,7 @@ device, and what the measured speed is; it runs only small parts, on a CPU.
 #     clf = FewShotLLMClassifier(
 #         model="google/gemma-2b-it",   # downloaded once; needs `huggingface-cli login`
 #         instruction=instruction, text_name="Tweet", label_name="Categoría",
-#         n_examples_per_class=1, scoring="first_token",
+#         n_examples_per_class=1, label_scoring="first_token",
 #         device="cuda", dtype="bfloat16", batch_size="auto", verbose=True,
 #     )
 #
@@ -59,10 +59,9 @@ device, and what the measured speed is; it runs only small parts, on a CPU.
 # %%
 # What "auto" picks on this machine
 # ----------------------------------
-from skllm_fewshot.loading import resolve_device, resolve_dtype
+import torch
 
-device = resolve_device("auto")
-print(f"device='auto' -> {device}, dtype='auto' -> {resolve_dtype('auto', device)}")
+print("CUDA available:", torch.cuda.is_available())  # device="auto" then means "cuda", dtype="auto" bfloat16
 
 # %%
 # How much memory
@@ -74,7 +73,7 @@ print(f"device='auto' -> {device}, dtype='auto' -> {resolve_dtype('auto', device
 # activations of the texts' tokens; ``batch_size="auto"`` accounts for them.
 import pandas as pd
 
-from skllm_fewshot.loading import load_model
+from skllm_fewshot import load_model
 
 smollm2 = load_model().model  # the embedded model, loaded once for this whole gallery
 models = {
@@ -159,7 +158,7 @@ for dtype, batch_size in (("float32", 16), ("float32", 4), ("bfloat16", 16)):
         instruction=instruction,
         text_name="Tweet",
         label_name="Categoría",
-        scoring="first_token",
+        label_scoring="first_token",
         device="cpu",
         dtype=dtype,
         batch_size=batch_size,

@@ -4,7 +4,7 @@ Fine-tuning: a LoRA adapter trained on every row
 ===================================================
 
 The other heads read a frozen model. ``head="lora"`` (or
-:class:`~skllm_fewshot.finetuning.LoRAFineTuning` with its parameters) trains a small
+:class:`~skllm_fewshot.LoRAFineTuning` with its parameters) trains a small
 LoRA adapter with the loss of prompt-based fine-tuning: after the same prompt and
 demonstrations, the cross-entropy of the softmax over the label words. The base
 weights are shared and never change; the adapter (a few MiB) is what a pickle keeps.
@@ -39,8 +39,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.finetuning import LoRAFineTuning
+from skllm_fewshot import FewShotLLMClassifier, LoRAFineTuning
 
 common = dict(
     instruction="Clasificar los tweets por sector: {labels}.",

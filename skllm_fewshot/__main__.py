@@ -31,7 +31,7 @@ def demo(args: argparse.Namespace) -> int:
     import transformers.modeling_utils  # noqa: F401
 
     from skllm_fewshot import FewShotLLMClassifier
-    from skllm_fewshot.loading import DEFAULT_MODEL
+    from skllm_fewshot._loading import DEFAULT_MODEL
 
     imported = time.perf_counter()
 
@@ -41,7 +41,7 @@ def demo(args: argparse.Namespace) -> int:
         instruction=SEED_INSTRUCTION,
         text_name="Product review",
         label_name="Sentiment",
-        scoring=args.scoring,
+        label_scoring=args.label_scoring,
         device=args.device,
         random_state=0,
     )
@@ -49,7 +49,7 @@ def demo(args: argparse.Namespace) -> int:
     loaded = time.perf_counter()
     proba = clf.predict_proba(DEMO_REVIEWS)
     done = time.perf_counter()
-    print(f"model: {args.model or DEFAULT_MODEL + ' (the embedded default)'}, scoring={args.scoring}")
+    print(f"model: {args.model or DEFAULT_MODEL + ' (the embedded default)'}, label_scoring={args.label_scoring}")
     print(
         f"import: {imported - start:.1f} s, fit (model load + prompt): {loaded - imported:.1f} s, "
         f"predict_proba: {done - loaded:.2f} s\n"
@@ -64,7 +64,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def cache(args: argparse.Namespace) -> int:
-    from skllm_fewshot.loading import clear_model_cache, model_cache_info
+    from skllm_fewshot._loading import clear_model_cache, model_cache_info
 
     where = args.dir or None
     info = model_cache_info(disk_cache=where)
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="an embedded model's name (smollm2-135m, gemma-3-270m), a Hugging Face id, a folder or a .gguf file",
     )
-    p.add_argument("--scoring", default="full_label", choices=["full_label", "first_token"])
+    p.add_argument("--label-scoring", default="full_label", choices=["full_label", "first_token"])
     p.add_argument("--device", default="auto")
     p.set_defaults(func=demo)
     c = sub.add_parser("cache", help="list or remove the GGUF models converted once and kept on disk")

@@ -110,7 +110,7 @@ def embedded_model(name: str) -> EmbeddedModel | None:
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import embedded_model
+    >>> from skllm_fewshot._loading import embedded_model
     >>> embedded_model("Gemma-3-270M").hub_id
     'google/gemma-3-270m'
     >>> embedded_model("google/gemma-3-270m") is None
@@ -172,7 +172,7 @@ def _chunks(model: EmbeddedModel, file_name: str) -> list[Path]:
 
 
 def _assembled_dir(disk_cache: bool | str | os.PathLike | None) -> Path:
-    from .gguf_cache import resolve_cache_dir
+    from ._gguf_cache import resolve_cache_dir
 
     root = resolve_cache_dir(disk_cache)
     # With the disk cache off the joined file still has to live somewhere: the temp folder.
@@ -223,7 +223,7 @@ def embedded_model_path(name: str, disk_cache: bool | str | os.PathLike | None =
         A name of :data:`EMBEDDED_MODELS` (or an alias).
     disk_cache : bool, str, path or None, default=None
         Where a file shipped in chunks is joined: the ``assembled`` folder of the
-        converted-model cache (:func:`skllm_fewshot.gguf_cache.resolve_cache_dir`), or of
+        converted-model cache (see :func:`skllm_fewshot.load_model`'s ``disk_cache``), or of
         the temporary folder when that cache is off.
 
     Returns
@@ -238,7 +238,7 @@ def embedded_model_path(name: str, disk_cache: bool | str | os.PathLike | None =
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import embedded_model_path
+    >>> from skllm_fewshot import embedded_model_path
     >>> embedded_model_path("gemma-3-270m").name  # doctest: +SKIP
     'gemma-3-270m-q4_k_m.gguf'
     """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -10,11 +9,25 @@ from typing import Any
 import numpy as np
 from sklearn.utils import get_tags
 
-from .prompt import RESERVED_CODE_POINTS
+# scikit-learn's own parameter checks. The module is private to scikit-learn, so it is
+# imported here only, and tests/test_internals.py fails with a clear message if a
+# release moves it.
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Hidden,
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
+
+from ._prompt import RESERVED_CODE_POINTS
 
 __all__ = [
-    "check_choice",
-    "check_int",
+    "HasMethods",
+    "Hidden",
+    "Interval",
+    "StrOptions",
+    "validate_params",
     "check_label_descriptions",
     "check_label_texts",
     "check_label_words",
@@ -248,16 +261,26 @@ def check_param_text(name: str, value: Any, *, allow_none: bool = False) -> str 
     return value
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; use one of {', '.join(map(repr, choices))}.")
-    return value
+def validate_params(est: Any) -> None:
+    """Check ``est``'s parameters against its ``_parameter_constraints`` table.
 
+    As scikit-learn checks its own estimators at the start of ``fit``: a value of the
+    wrong type or out of range raises an ``InvalidParameterError`` (a ``ValueError``
+    and a ``TypeError``) that names the parameter, what it accepts and what it got.
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not valid; use an integer >= {minimum}.")
-    return int(value)
+    Examples
+    --------
+    >>> from skllm_fewshot import KNNPrompting
+    >>> from skllm_fewshot._validation import validate_params
+    >>> try:
+    ...     validate_params(KNNPrompting(n_neighbors=0))
+    ... except ValueError as error:
+    ...     print(error)
+    The 'n_neighbors' parameter of KNNPrompting must be an int in the range [1, inf). Got 0 instead.
+    """
+    validate_parameter_constraints(
+        est._parameter_constraints, est.get_params(deep=False), caller_name=type(est).__name__
+    )
 
 
 def check_label_words(label_words: Any, classes: np.ndarray) -> list[str]:
@@ -318,34 +341,22 @@ def warn_numeric_classes(classes: np.ndarray, label_words: Any) -> None:
 
 
 def check_params(est: Any) -> None:
-    """Check a FewShotLLMClassifier's parameters at fit, with messages that say the fix."""
-    from .embedding import check_embedding
-    from .engine import SCORINGS as scorings
-    from .prompt import PROMPT_FORMATS as prompt_formats
-    from .selection import EXAMPLE_ORDERS as orders
-    from .selection import EXAMPLE_SELECTIONS as selections
-
-    check_int("n_examples_per_class", est.n_examples_per_class, 0)
-    check_choice("prompt_format", est.prompt_format, prompt_formats)
-    check_choice("example_selection", est.example_selection, selections)
-    check_choice("example_order", est.example_order, orders)
-    check_embedding(est.embedding)
-    check_choice("scoring", est.scoring, scorings)
-    if est.batch_size != "auto":
-        check_int("batch_size", est.batch_size, 1)
-    check_param_text("text_name", est.text_name)
-    check_param_text("label_name", est.label_name)
-    check_param_text("instruction", est.instruction, allow_none=True)
-    if est.model_kwargs is not None and not isinstance(est.model_kwargs, dict):
-        raise ValueError(
-            f"model_kwargs must be a dict of from_pretrained options or None; got {type(est.model_kwargs).__name__}."
+    """What a FewShotLLMClassifier's table of constraints cannot say: text written into
+    the prompt, the deprecated ``scoring`` name, and parameters that exclude each other."""
+    for name in ("text_name", "label_name", "instruction"):
+        check_param_text(name, getattr(est, name), allow_none=name == "instruction")
+    if est.scoring != "deprecated":
+        if est.label_scoring not in ("full_label", est.scoring):
+            raise ValueError(
+                f"scoring={est.scoring!r} and label_scoring={est.label_scoring!r} are the same parameter "
+                "under its old and new names; set label_scoring only."
+            )
+        warnings.warn(
+            f"The parameter 'scoring' was renamed 'label_scoring' in 0.2 and will be removed in 0.3; "
+            f"use label_scoring={est.scoring!r}.",
+            FutureWarning,
+            stacklevel=4,
         )
-    if not (isinstance(est.calibrate, (bool, np.bool_)) or est.calibrate in ("batch", "domain")):
-        raise ValueError(f"calibrate must be True, False, 'domain' or 'batch'; got {est.calibrate!r}.")
-    if not isinstance(est.at_least_one, (bool, np.bool_)):
-        raise ValueError(f"at_least_one must be True or False; got {est.at_least_one!r}.")
-    if not (est.multi_label == "auto" or isinstance(est.multi_label, (bool, np.bool_))):
-        raise ValueError(f"multi_label must be 'auto', True or False; got {est.multi_label!r}.")
     if (
         (est.head is not None or est.calibrate == "batch")
         and est.example_selection == "similar"
@@ -355,8 +366,6 @@ def check_params(est: Any) -> None:
             "A head and batch calibration learn from texts read under one prompt; use "
             "example_selection='stratified' with them."
         )
-    if not (est.threshold == "auto" or (isinstance(est.threshold, numbers.Real) and 0 <= est.threshold <= 1)):
-        raise ValueError(f"threshold must be 'auto' or a number in [0, 1]; got {est.threshold!r}.")
 
 
 def check_label_descriptions(descriptions: Any, classes: np.ndarray) -> list[str] | None:
@@ -425,7 +434,7 @@ def check_fit_targets(est: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray,
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import validate_data
 
-    from .multilabel import check_indicator, is_indicator
+    from ._multilabel import check_indicator, is_indicator
 
     multi = est.multi_label is True or (est.multi_label == "auto" and X is not None and is_indicator(y))
     if X is None:

@@ -3,7 +3,7 @@
 The estimator is shipped to the workers as one task of the graph: each worker
 receives it once per job, without the weights (a model given by name or path is
 not pickled), builds its runtime once, and loads the model through the
-process-wide cache of :mod:`skllm_fewshot.loading`, so a worker process reads
+library's process-wide model cache, so a worker process reads
 the weights once and keeps them for every later partition and every later job.
 
 Model selection needs nothing from this module: ``GridSearchCV(..., n_jobs=-1)``

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .scoring import softmax
+from ._scoring import softmax
 
 __all__ = ["check_model", "full_label_proba", "seed_first_token_proba"]
 
@@ -96,7 +96,7 @@ def full_label_proba(
     --------
     The loop needs a model; with the embedded SmolLM2-135M-Instruct:
 
-    >>> from skllm_fewshot.loading import load_model
+    >>> from skllm_fewshot import load_model
     >>> from skllm_fewshot.reference import full_label_proba
     >>> loaded = load_model(device="cpu", dtype="float32")  # doctest: +SKIP
     >>> prompts = ["Tweet: Abrí una cuenta nueva.\\nCategoría: "]
@@ -162,8 +162,8 @@ def check_model(
     >>> check_model("Qwen/Qwen2.5-0.5B-Instruct") < 1e-4  # doctest: +SKIP
     True
     """
-    from .classifier import FewShotLLMClassifier
-    from .loading import load_model
+    from ._classifier import FewShotLLMClassifier
+    from ._loading import load_model
 
     queries = list(_CHECK_QUERIES if texts is None else texts)
     worst = 0.0
@@ -173,7 +173,7 @@ def check_model(
         clf = FewShotLLMClassifier(
             model,
             tokenizer=tokenizer,
-            scoring=scoring,
+            label_scoring=scoring,
             calibrate=False,
             random_state=0,
             device=device,

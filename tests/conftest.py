@@ -201,7 +201,7 @@ TRICKY_QUERIES = [
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from skllm_fewshot.attention import register
+    from skllm_fewshot._attention import register
 
     model = build_tiny_model()
     # The engine's block attention, as for the models the library loads itself;
@@ -298,7 +298,7 @@ def tiny_gguf(tmp_path_factory):
 def load_embedded(name: str, device: str = "auto"):
     """An embedded model by name, in float32, loaded once through the library's cache; skipped
     where its package is not installed."""
-    from skllm_fewshot.loading import EMBEDDED_MODELS, load_model
+    from skllm_fewshot._loading import EMBEDDED_MODELS, load_model
 
     if not EMBEDDED_MODELS[name].installed:
         pytest.skip(f"{name} is not installed: {EMBEDDED_MODELS[name].install}")
@@ -513,9 +513,9 @@ def inject_fault(target, name, replacement):
     The one way the tests inject a fault or a spy: a method (``engine.scorer``'s
     ``"score"``), a decoder layer's ``"forward"``, a tokenizer (``engine.tokens``'
     ``"tokenizer"``), or the engine class the classifier builds engines with
-    (``skllm_fewshot.classifier``'s ``"PromptScorer"``). Yields the replacement.
+    (``skllm_fewshot._classifier``'s ``"PromptScorer"``). Yields the replacement.
     """
-    from skllm_fewshot.engine import clear_feature_cache
+    from skllm_fewshot._engine import clear_feature_cache
 
     # The fault must meet real work: rows already scored would come from the cache.
     clear_feature_cache()
@@ -567,7 +567,7 @@ class FaultyProxy:
 def _fresh_feature_cache():
     """Each test computes its own features: the process-wide feature cache would
     otherwise let one test's rows answer another's, hiding work a test counts."""
-    from skllm_fewshot.engine import clear_feature_cache
+    from skllm_fewshot._engine import clear_feature_cache
 
     clear_feature_cache()
     yield

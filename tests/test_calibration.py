@@ -7,8 +7,8 @@ import pytest
 from conftest import SENTIMENT_X, SENTIMENT_Y
 
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.calibration import domain_queries, mean_log_prior
-from skllm_fewshot.engine import CONTENT_FREE, calibrated
+from skllm_fewshot._calibration import domain_queries, mean_log_prior
+from skllm_fewshot._engine import CONTENT_FREE, calibrated
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
 QUERIES = ["I love it", "terrible and boring", "meh, okay", "", "wonderful chess"]
@@ -79,6 +79,6 @@ def test_domain_without_texts_is_content_free_calibration(make_clf):
 
 def test_bad_calibrate_is_explained(make_clf):
     with pytest.raises(
-        ValueError, match=r"calibrate must be True, False, 'domain' or 'batch'; got 'contextual'"
+        ValueError, match=r"'calibrate' parameter .* Got 'contextual'"
     ):
         make_clf(calibrate="contextual").fit(X, Y)

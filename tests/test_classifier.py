@@ -18,10 +18,20 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, check_cv, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import check_param_validation
 
-import skllm_fewshot.classifier
-from skllm_fewshot import FewShotLLMClassifier, clear_model_cache, model_cache_info
-from skllm_fewshot.loading import ModelNotAvailableError
+import skllm_fewshot._classifier
+from skllm_fewshot import (
+    FewShotLLMClassifier,
+    FewShotLLMClassifierCV,
+    KNNPrompting,
+    LLMFeatures,
+    LoRAFineTuning,
+    ProductOfExperts,
+    clear_model_cache,
+    model_cache_info,
+)
+from skllm_fewshot.exceptions import ModelNotAvailableError
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
 
@@ -45,11 +55,11 @@ def model_bytes(model):
 def test_init_stores_parameters_untouched(tiny_model):
     words = {"a": "x"}
     clf = FewShotLLMClassifier(
-        tiny_model, n_examples_per_class=-3, scoring="nope", label_words=words, batch_size=0
+        tiny_model, n_examples_per_class=-3, label_scoring="nope", label_words=words, batch_size=0
     )
     assert clf.model is tiny_model
     assert clf.label_words is words
-    assert clf.n_examples_per_class == -3 and clf.scoring == "nope" and clf.batch_size == 0
+    assert clf.n_examples_per_class == -3 and clf.label_scoring == "nope" and clf.batch_size == 0
     assert not hasattr(clf, "classes_")
 
 
@@ -58,7 +68,11 @@ def test_init_stores_parameters_untouched(tiny_model):
     [
         ({"n_examples_per_class": -1}, "n_examples_per_class"),
         ({"n_examples_per_class": 1.5}, "n_examples_per_class"),
-        ({"scoring": "nope"}, "scoring"),
+        ({"label_scoring": "nope"}, "label_scoring"),
+        ({"head_features": "all"}, "head_features"),
+        ({"threshold": 2.0}, "threshold"),
+        ({"dtype": "float8"}, "dtype"),
+        ({"model_kwargs": ["revision"]}, "model_kwargs"),
         ({"prompt_format": "html"}, "prompt_format"),
         ({"batch_size": 0}, "batch_size"),
         ({"text_name": 3}, "text_name"),
@@ -76,14 +90,16 @@ def test_bad_parameters_fail_in_fit(make_clf, params, match):
 
 
 def test_clone_get_params_set_params_round_trip(make_clf, tiny_model, bpe_tokenizer):
-    clf = make_clf(n_examples_per_class=2, label_words={"a": "b"}, text_name="Tweet", scoring="first_token")
+    clf = make_clf(
+        n_examples_per_class=2, label_words={"a": "b"}, text_name="Tweet", label_scoring="first_token"
+    )
     params = clf.get_params()
     assert params["model"] is tiny_model and params["tokenizer"] is bpe_tokenizer
     assert params["n_examples_per_class"] == 2 and params["text_name"] == "Tweet"
     assert set(params) == set(inspect.signature(FewShotLLMClassifier.__init__).parameters) - {"self"}
     assert set(params) >= {
         "model", "tokenizer", "n_examples_per_class", "instruction", "label_words", "text_name",
-        "label_name", "prompt_format", "scoring", "batch_size", "device", "dtype", "random_state", "verbose",
+        "label_name", "prompt_format", "label_scoring", "batch_size", "device", "dtype", "random_state", "verbose",
     }  # fmt: skip
     cloned = clone(clf)
     assert cloned is not clf
@@ -179,7 +195,7 @@ def test_label_words_are_written_and_scored(make_clf):
 
 def test_int_classes(make_clf):
     y = [2, 0, 1, 2, 1, 0, 2, 1, 0]
-    clf = make_clf(scoring="first_token").fit(X, y)
+    clf = make_clf(label_scoring="first_token").fit(X, y)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     assert clf.classes_.dtype.kind == "i"
     assert clf.label_words_ == ["0", "1", "2"]
@@ -401,14 +417,14 @@ def test_not_fitted(make_clf, method):
 
 def test_first_token_with_shared_first_token_raises(make_clf):
     # "negative" and "neutral" both start with the token "ne" in the tiny BPE.
-    clf = make_clf(scoring="first_token")
+    clf = make_clf(label_scoring="first_token")
     with pytest.raises(ValueError) as info:
         clf.fit(X, Y)
     message = str(info.value)
     assert "'negative'" in message and "'neutral'" in message
     assert "full_label" in message
     # full_label tells them apart.
-    make_clf(scoring="full_label").fit(X, Y)
+    make_clf(label_scoring="full_label").fit(X, Y)
 
 
 def test_model_object_without_tokenizer(make_clf):
@@ -523,7 +539,7 @@ def test_pickle_model_given_by_path(path_clf, fitted, tiny_model):
     assert clf.engine_ is engine  # pickling leaves the original usable as it was
 
     loads = model_cache_info()["loads"]
-    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=None)) as built:
+    with inject_fault(skllm_fewshot._classifier, "PromptScorer", Fault(on_call=None)) as built:
         restored = pickle.loads(blob)
         assert built.fault.calls == 0  # the engine is not in the pickle
         assert restored.examples_ == clf.examples_ and restored.prompt_ == clf.prompt_
@@ -578,11 +594,11 @@ def test_texts_longer_than_the_context_are_cut_with_one_warning(make_clf, short_
     model = short_context_model
     # Words with distinct first tokens, so that first_token scoring accepts them.
     words = {"negative": "bad", "neutral": "meh", "positive": "good"}
-    clf = make_clf(model=model, scoring=scoring, label_words=words).fit(X, Y)
+    clf = make_clf(model=model, label_scoring=scoring, label_words=words).fit(X, Y)
     tokens = clf.engine_.tokens
     room = len(tokens.encode([""])[0])
     model.config.max_position_embeddings = room + 12
-    clf = make_clf(model=model, scoring=scoring, label_words=words).fit(X, Y)
+    clf = make_clf(model=model, label_scoring=scoring, label_words=words).fit(X, Y)
     long_text = "the product is good but the delivery was late " * 20
     texts = [long_text, "fine", long_text + " and bad"]
     with pytest.warns(UserWarning, match=r"2 of 3 texts did not fit .* cut at the end") as record:
@@ -619,3 +635,38 @@ def test_integer_classes_without_label_words_warn(make_clf):
         warnings.simplefilter("error")
         make_clf(label_words={0: "bad", 1: "meh", 2: "good"}).fit(X, y)
         make_clf().fit(X, Y)
+
+
+def test_scoring_is_the_deprecated_name_of_label_scoring(make_clf):
+    words = {"positive": "good", "negative": "bad", "neutral": "so"}  # distinct first tokens
+    new = make_clf(label_scoring="first_token", label_words=words).fit(X, Y)
+    old = make_clf(scoring="first_token", label_words=words)
+    with pytest.warns(FutureWarning, match=r"renamed 'label_scoring'.*label_scoring='first_token'"):
+        old.fit(X, Y)
+    np.testing.assert_array_equal(old.predict_proba(X), new.predict_proba(X))
+    assert "scoring" not in repr(make_clf(label_scoring="first_token")).replace("label_scoring", "")
+    with pytest.raises(ValueError, match="same parameter"):
+        make_clf(scoring="full_label", label_scoring="first_token").fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        FewShotLLMClassifier(),
+        FewShotLLMClassifierCV(),
+        LLMFeatures(),
+        ProductOfExperts([]),
+        KNNPrompting(),
+        LoRAFineTuning(),
+    ],
+    ids=lambda est: type(est).__name__,
+)
+def test_parameters_are_checked_as_scikit_learn_checks_its_own(est):
+    # scikit-learn's own check: one constraint per parameter, and a value of no accepted
+    # type (or out of range) fails at fit with a message that names the parameter.
+    check_param_validation(type(est).__name__, est)
+
+
+def test_a_head_object_is_checked_when_the_classifier_fits(make_clf):
+    with pytest.raises(ValueError, match="'rank' parameter of LoRAFineTuning"):
+        make_clf(head=LoRAFineTuning(rank=0)).fit(X, Y)

@@ -25,8 +25,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot._loading import model_cache_info
 from skllm_fewshot.dask import for_workers, predict, predict_proba
-from skllm_fewshot.loading import model_cache_info
 
 N_ROWS = 10_000
 TIMEOUT = 300  # seconds for any one job; a loaded 2-core machine is slow, a hang is not

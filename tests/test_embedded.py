@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from skllm_fewshot import _embedded, loading
-from skllm_fewshot.loading import (
+from skllm_fewshot import _embedded
+from skllm_fewshot import _loading as loading
+from skllm_fewshot._loading import (
     EMBEDDED_MODELS,
     ModelNotAvailableError,
     embedded_model,

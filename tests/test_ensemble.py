@@ -20,7 +20,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.ensemble import ProductOfExperts
+from skllm_fewshot._ensemble import ProductOfExperts
 
 X_NUM, Y_NUM = make_classification(n_samples=60, n_features=5, n_informative=3, n_classes=3, random_state=0)
 

@@ -16,14 +16,14 @@ import torch
 from conftest import assert_proba_close, build_bpe_tokenizer, loop_log_likelihoods
 
 from skllm_fewshot import FewShotLLMClassifier, check_model
-from skllm_fewshot.calibration import domain_queries, mean_log_prior
-from skllm_fewshot.classifier import CONTENT_FREE
-from skllm_fewshot.families import engine_support
-from skllm_fewshot.loading import load_model
-from skllm_fewshot.prompt import FewShotPrompt
+from skllm_fewshot._calibration import domain_queries, mean_log_prior
+from skllm_fewshot._classifier import CONTENT_FREE
+from skllm_fewshot._families import engine_support
+from skllm_fewshot._loading import load_model
+from skllm_fewshot._prompt import FewShotPrompt
+from skllm_fewshot._scoring import PrefixCachedScorer, softmax
+from skllm_fewshot._tokenization import PromptTokenizer
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
-from skllm_fewshot.scoring import PrefixCachedScorer, softmax
-from skllm_fewshot.tokenization import PromptTokenizer
 
 COMMON = dict(
     vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -104,7 +104,7 @@ def whole_prompts(clf, queries):
 
 
 def reference_proba(clf, model, tokenizer, queries):
-    loop = full_label_proba if clf.scoring == "full_label" else seed_first_token_proba
+    loop = full_label_proba if clf.label_scoring == "full_label" else seed_first_token_proba
     return loop(model, tokenizer, whole_prompts(clf, queries), clf.label_words_)
 
 
@@ -115,7 +115,7 @@ def test_family_scores_like_the_plain_loop(family, given, scoring):
     tokenizer = build_bpe_tokenizer()
     source = model if given == "object" else folder
     clf = FewShotLLMClassifier(
-        source, tokenizer=tokenizer, calibrate=False, scoring=scoring, random_state=0, batch_size=4,
+        source, tokenizer=tokenizer, calibrate=False, label_scoring=scoring, random_state=0, batch_size=4,
         label_words=FULL_WORDS if scoring == "full_label" else None,
     ).fit(TRAIN_X, TRAIN_Y)  # fmt: skip
     loaded = (
@@ -156,7 +156,7 @@ def test_calibrated_matches_the_loop_with_the_same_calibration(name, calibrate):
     clf = FewShotLLMClassifier(
         model,
         tokenizer=tokenizer,
-        scoring="full_label",
+        label_scoring="full_label",
         label_words=FULL_WORDS,
         calibrate=calibrate,
         random_state=0,
@@ -254,7 +254,7 @@ def test_placement_options_are_passed_through_and_not_overridden(tiny_model_dir,
 
 
 def test_model_kwargs_must_be_a_dict(tiny_model, bpe_tokenizer):
-    with pytest.raises(ValueError, match="model_kwargs must be a dict"):
+    with pytest.raises(ValueError, match="'model_kwargs' parameter"):
         FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, model_kwargs=["device_map"]).fit(
             TRAIN_X, TRAIN_Y
         )

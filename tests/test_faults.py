@@ -18,8 +18,8 @@ import pytest
 import torch
 from conftest import SCORINGS, SENTIMENT_X, SENTIMENT_Y, TEXTS, WORDS, Fault, completes, inject_fault
 
-import skllm_fewshot.classifier
-from skllm_fewshot.tokenization import TOKENIZER_LOCK
+import skllm_fewshot._classifier
+from skllm_fewshot._tokenization import TOKENIZER_LOCK
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
 CLF_PARAMS = {"label_words": WORDS, "batch_size": 2}
@@ -50,8 +50,8 @@ def assert_prefix_unchanged(scorer, snapshot):
 
 @pytest.mark.parametrize("scoring", SCORINGS)
 def test_exception_in_the_second_batch_leaves_the_estimator_usable(make_clf, scoring):
-    clean = make_clf(scoring=scoring).fit(X, Y).predict_proba(TEXTS)
-    clf = make_clf(scoring=scoring).fit(X, Y)
+    clean = make_clf(label_scoring=scoring).fit(X, Y).predict_proba(TEXTS)
+    clf = make_clf(label_scoring=scoring).fit(X, Y)
     # Not out-of-memory: no retry.
     with inject_fault(clf.engine_.scorer, "score", Fault(on_call=2, error=RuntimeError)) as score:
         with pytest.raises(RuntimeError, match="injected"):
@@ -65,8 +65,8 @@ def test_exception_in_the_second_batch_leaves_the_estimator_usable(make_clf, sco
 @pytest.mark.parametrize("scoring", SCORINGS)
 def test_interrupt_while_building_the_prefix_cache_leaves_none(make_clf, clf_model, scoring):
     # Uncalibrated: calibration scores content-free queries at fit, which builds the cache.
-    clean = make_clf(scoring=scoring, calibrate=False).fit(X, Y).predict_proba(TEXTS)
-    clf = make_clf(scoring=scoring, calibrate=False).fit(X, Y)
+    clean = make_clf(label_scoring=scoring, calibrate=False).fit(X, Y).predict_proba(TEXTS)
+    clf = make_clf(label_scoring=scoring, calibrate=False).fit(X, Y)
     scorer = clf.engine_.scorer
     assert not scorer.has_prefix_cache  # lazy: built on first use
     fault = Fault(on_call=1)  # the first forward is the prefix's
@@ -82,7 +82,7 @@ def test_interrupt_while_building_the_prefix_cache_leaves_none(make_clf, clf_mod
 
 
 def fitted_with_layout(make_clf, scoring, layout):
-    clf = make_clf(scoring=scoring).fit(X, Y)
+    clf = make_clf(label_scoring=scoring).fit(X, Y)
     # "padded" is the GPU's layout (the prefix cache expanded to the batch), forced here on the CPU.
     clf.engine_.scorer.layout = layout
     return clf
@@ -112,13 +112,13 @@ def test_interrupt_while_rebuilding_the_engine_after_unpickling(make_clf):
     clean = clf.predict_proba(TEXTS)
     restored = pickle.loads(pickle.dumps(clf))
     with (
-        inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=1)),
+        inject_fault(skllm_fewshot._classifier, "PromptScorer", Fault(on_call=1)),
         pytest.raises(KeyboardInterrupt),
     ):
         restored.predict_proba(TEXTS)
     # Nothing half built is kept: the next call builds the engine, once, in another
     # thread (a lock left held would stop it).
-    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=None)) as built:
+    with inject_fault(skllm_fewshot._classifier, "PromptScorer", Fault(on_call=None)) as built:
         np.testing.assert_array_equal(completes(lambda: restored.predict_proba(TEXTS)), clean)
     assert built.fault.calls == 1
 

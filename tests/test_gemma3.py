@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot._feature_extraction import LLMFeatures
+from skllm_fewshot._loading import embedded_model_path, load_model, model_cache_info
 from skllm_fewshot.datasets import load_example_tweets
-from skllm_fewshot.feature_extraction import LLMFeatures
-from skllm_fewshot.loading import embedded_model_path, load_model, model_cache_info
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ def test_exact_against_the_reference_loop_with_a_prompt_longer_than_the_window(
     gemma3, tweets, scoring, reference
 ):
     train, test = tweets
-    clf = classifier(n_examples_per_class=3, scoring=scoring, calibrate=False).fit(
+    clf = classifier(n_examples_per_class=3, label_scoring=scoring, calibrate=False).fit(
         train["TEXTO"], train["SECTOR"]
     )
     window = gemma3.model.config.sliding_window
@@ -93,7 +93,7 @@ def test_heads_features_and_pickles(gemma3, tweets):
 
 def test_lora_fine_tuning_trains_and_predicts(gemma3, tweets):
     pytest.importorskip("peft")
-    from skllm_fewshot.finetuning import LoRAFineTuning
+    from skllm_fewshot._finetuning import LoRAFineTuning
 
     train, test = tweets
     keep = train["SECTOR"].isin(["bancos", "deportes"])

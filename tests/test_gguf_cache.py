@@ -22,8 +22,8 @@ from conftest import SENTIMENT_X, SENTIMENT_Y, WORDS, write_tiny_gguf
 
 from skllm_fewshot import FewShotLLMClassifier, clear_model_cache, model_cache_info
 from skllm_fewshot.__main__ import main
-from skllm_fewshot.gguf_cache import ENV_VAR, ConvertedModelCache, ModelCacheWarning, resolve_cache_dir
-from skllm_fewshot.loading import load_model
+from skllm_fewshot._gguf_cache import ENV_VAR, ConvertedModelCache, ModelCacheWarning, resolve_cache_dir
+from skllm_fewshot._loading import load_model
 
 TEXT = "Text:\n'I love my new chess board!'\nLabel:\npositive It's 😻"
 
@@ -101,7 +101,12 @@ def test_predictions_with_the_cache_equal_those_without(tiny_gguf, tmp_path, mon
         monkeypatch.setenv(ENV_VAR, cache_setting)
         clear_model_cache()
         clf = FewShotLLMClassifier(
-            str(tiny_gguf), label_words=WORDS, device="cpu", dtype="float32", scoring=scoring, random_state=0
+            str(tiny_gguf),
+            label_words=WORDS,
+            device="cpu",
+            dtype="float32",
+            label_scoring=scoring,
+            random_state=0,
         )
         return clf.fit(SENTIMENT_X, SENTIMENT_Y).predict_proba(SENTIMENT_X)
 
@@ -116,7 +121,7 @@ def test_predictions_with_the_cache_equal_those_without(tiny_gguf, tmp_path, mon
 
 _LOAD_IN_A_NEW_PROCESS = """
 import sys
-from skllm_fewshot.loading import load_model
+from skllm_fewshot._loading import load_model
 load_model(sys.argv[1], disk_cache=sys.argv[2], device="cpu", dtype="float32")
 """
 

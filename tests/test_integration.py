@@ -43,7 +43,7 @@ def seed_clf(instruction, scoring):
         text_name="Tweet",
         label_name="Categoría",
         n_examples_per_class=1,
-        scoring=scoring,
+        label_scoring=scoring,
         calibrate=False,  # the seed's method, compared with its loop
         batch_size=4,
         device=DEVICE,

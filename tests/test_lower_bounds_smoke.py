@@ -75,7 +75,7 @@ def test_model_selection_cv(tweets):
 def test_lora_fine_tune(tweets):
     pytest.importorskip("peft")
     from skllm_fewshot import FewShotLLMClassifier
-    from skllm_fewshot.finetuning import LoRAFineTuning
+    from skllm_fewshot._finetuning import LoRAFineTuning
 
     train, test = tweets
     two = SECTORS[:2]

@@ -17,8 +17,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.ensemble import ProductOfExperts
-from skllm_fewshot.model_selection import (
+from skllm_fewshot._ensemble import ProductOfExperts
+from skllm_fewshot._search import (
     FewShotLLMClassifierCV,
     default_candidates,
     default_fallback,
@@ -217,7 +217,7 @@ def _results(*per_split):
 
 
 def test_a_candidate_no_better_than_the_constant_does_not_replace_the_prompt():
-    from skllm_fewshot.model_selection import NOISE_SE
+    from skllm_fewshot._search import NOISE_SE
 
     names = ["union", "prompt", "constant"]
     # SST-2 with 2 rows per class: the union is about as unsure as the constant (ln 2), the
@@ -249,8 +249,8 @@ def test_a_candidate_may_not_take_the_constant_s_name(make_clf):
 
 
 def test_fine_tuning_joins_the_candidates_from_enough_rows(make_clf):
-    from skllm_fewshot.finetuning import LoRAFineTuning
-    from skllm_fewshot.model_selection import FINE_TUNE_MIN_ROWS
+    from skllm_fewshot._finetuning import LoRAFineTuning
+    from skllm_fewshot._search import FINE_TUNE_MIN_ROWS
 
     pytest.importorskip("peft")
     names = [name for name, _ in default_candidates(make_clf(), fine_tune=True)]
@@ -270,12 +270,12 @@ def test_fine_tuning_joins_the_candidates_from_enough_rows(make_clf):
     # As a candidate of one's own, with its parameters.
     own = FewShotLLMClassifierCV(candidates=[("lora", quick)], random_state=0).fit(X, Y)
     assert own.best_name_ == "lora" and own.predict_proba(X).shape == (len(X), 3)
-    with pytest.raises(ValueError, match="fine_tune='yes'"):
+    with pytest.raises(ValueError, match="'fine_tune' parameter.*Got 'yes'"):
         FewShotLLMClassifierCV(make_clf(), fine_tune="yes").fit(X, Y)
 
 
 def test_auto_fine_tunes_from_enough_rows_and_up_to_the_class_limit(make_clf):
-    from skllm_fewshot.model_selection import FINE_TUNE_MAX_CLASSES, FINE_TUNE_MIN_ROWS
+    from skllm_fewshot._search import FINE_TUNE_MAX_CLASSES, FINE_TUNE_MIN_ROWS
 
     pytest.importorskip("peft")
     k = FINE_TUNE_MIN_ROWS

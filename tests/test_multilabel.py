@@ -15,9 +15,9 @@ from sklearn.metrics import classification_report, f1_score
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.calibration import domain_queries
+from skllm_fewshot._calibration import domain_queries
+from skllm_fewshot._multilabel import decide, tune_thresholds
 from skllm_fewshot.datasets import load_customer_messages
-from skllm_fewshot.multilabel import decide, tune_thresholds
 from skllm_fewshot.reference import full_label_proba
 
 NAMES = ["negative", "neutral", "positive"]
@@ -66,7 +66,7 @@ def test_label_descriptions_are_demonstrations(make, prompt_format, scoring):
         n_examples_per_class=0,
         label_descriptions=described,
         prompt_format=prompt_format,
-        scoring=scoring,
+        label_scoring=scoring,
         label_words=words,
     ).fit(None, NAMES)
     # Each description is shown as a text of its class, before any other example.
@@ -91,7 +91,7 @@ def test_multi_label_descriptions_show_one_label_each(make, messages):
 def test_label_descriptions_must_cover_every_class(make):
     with pytest.raises(ValueError, match="no description for the classes \\['neutral'\\]"):
         make(n_examples_per_class=0, label_descriptions={"negative": "a", "positive": "b"}).fit(None, NAMES)
-    with pytest.raises(TypeError, match="label_descriptions must be a dict"):
+    with pytest.raises(TypeError, match="'label_descriptions' parameter"):
         make(n_examples_per_class=0, label_descriptions=["a", "b", "c"]).fit(None, NAMES)
 
 
@@ -184,7 +184,7 @@ def test_multi_label_errors(make, messages):
         make(multi_label=True).fit(SENTIMENT_X, SENTIMENT_Y)
     with pytest.raises(ValueError, match="only 0 and 1"):
         make().fit(X, messages[1][:20] * 2 + 0)
-    with pytest.raises(ValueError, match="threshold must be"):
+    with pytest.raises(ValueError, match="'threshold' parameter"):
         make(threshold=1.5).fit(X, messages[1][:20])
 
 

@@ -17,7 +17,7 @@ from conftest import MIXED, ODD_BUT_VALID, SENTIMENT_X, SENTIMENT_Y, TEXTS, WORD
 
 import skllm_fewshot
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.persistence import VERSION_KEY, InconsistentVersionWarning
+from skllm_fewshot._persistence import VERSION_KEY, InconsistentVersionWarning
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
 CLF_PARAMS = {"label_words": WORDS, "batch_size": 2}
@@ -38,8 +38,8 @@ np.save(sys.argv[2], np.stack([clf.predict_proba(texts) for clf, texts in jobs])
 def test_pickle_loaded_in_a_fresh_process_gives_the_same_probabilities(path_clf, tmp_path, tiny_model):
     texts = MIXED + ODD_BUT_VALID
     fitted = [
-        path_clf(scoring="full_label", calibrate=True).fit(X, Y),
-        path_clf(scoring="first_token", prompt_format="chat", n_examples_per_class=2).fit(X, Y),
+        path_clf(label_scoring="full_label", calibrate=True).fit(X, Y),
+        path_clf(label_scoring="first_token", prompt_format="chat", n_examples_per_class=2).fit(X, Y),
     ]
     expected = np.stack([clf.predict_proba(texts) for clf in fitted])
     blob = pickle.dumps([(clf, texts) for clf in fitted])
@@ -92,7 +92,7 @@ def test_same_minor_version_loads_silently(make_clf):
 
 @pytest.mark.parametrize(
     "version",
-    ["0.0.9", "0.2.0", "1.1.0", "not a version", None],
+    ["0.0.9", "0.9.0", "1.1.0", "not a version", None],
     ids=["older-minor", "newer-minor", "other-major", "garbage", "no-version"],
 )
 def test_other_minor_version_warns_with_what_to_do(make_clf, version):

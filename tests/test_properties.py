@@ -169,7 +169,7 @@ def test_refitting_with_the_same_random_state_reproduces_everything(
         params = {"random_state": seed, "n_examples_per_class": shots, "prompt_format": prompt_format}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a class with fewer rows than shots
-            return make_clf(scoring=scoring, **params).fit(X, y)
+            return make_clf(label_scoring=scoring, **params).fit(X, y)
 
     a, b = fit(), fit()
     assert a.examples_ == b.examples_ and a.prompt_ == b.prompt_

@@ -16,9 +16,9 @@ from conftest import (
 )  # fmt: skip
 
 from skllm_fewshot import FewShotLLMClassifier
-from skllm_fewshot.engine import clear_feature_cache
+from skllm_fewshot._engine import clear_feature_cache
+from skllm_fewshot._scoring import LabelTrie, PrefixCachedScorer, score_in_batches
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
-from skllm_fewshot.scoring import LabelTrie, PrefixCachedScorer, score_in_batches
 
 # Queries of very different lengths, some merging with the quote before them.
 QUERIES = [
@@ -89,7 +89,7 @@ def first_token_clf(tiny_model, bpe_tokenizer):
         tiny_model,
         tokenizer=bpe_tokenizer,
         calibrate=False,
-        scoring="first_token",
+        label_scoring="first_token",
         random_state=0,
         batch_size=4,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
@@ -101,7 +101,7 @@ def full_label_clf(tiny_model, bpe_tokenizer):
         tiny_model,
         tokenizer=bpe_tokenizer,
         calibrate=False,
-        scoring="full_label",
+        label_scoring="full_label",
         random_state=0,
         batch_size=4,
         label_words=FULL_LABEL_WORDS,
@@ -170,8 +170,8 @@ def test_full_label_raw_scores_match_loop(full_label_clf, tiny_model, layout):
     ],
 )
 def test_scorer_matches_loop_for_any_label_trie(tiny_model, bpe_tokenizer, labels, layout):
-    from skllm_fewshot.prompt import FewShotPrompt
-    from skllm_fewshot.tokenization import PromptTokenizer
+    from skllm_fewshot._prompt import FewShotPrompt
+    from skllm_fewshot._tokenization import PromptTokenizer
 
     prompt = FewShotPrompt("Classify: {labels}.", [("I love it", "x")], ["x", "y"], "Text", "Label")
     tokens = PromptTokenizer(prompt, bpe_tokenizer)
@@ -199,7 +199,7 @@ def test_chat_format_matches_loop(tiny_model, bpe_tokenizer, layout):
         tokenizer=bpe_tokenizer,
         calibrate=False,
         prompt_format="chat",
-        scoring="first_token",
+        label_scoring="first_token",
         random_state=0,
         batch_size=3,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
@@ -218,7 +218,7 @@ def test_tricky_queries_match_reference(tiny_model, bpe_tokenizer, layout):
         tiny_model,
         tokenizer=bpe_tokenizer,
         calibrate=False,
-        scoring="first_token",
+        label_scoring="first_token",
         n_examples_per_class=2,
         random_state=1,
         batch_size=5,
@@ -234,7 +234,7 @@ def test_wordlevel_tokenizer_with_eos_matches_loop(tiny_model, wordlevel_tokeniz
         tiny_model,
         tokenizer=wordlevel_tokenizer,
         calibrate=False,
-        scoring="full_label",
+        label_scoring="full_label",
         random_state=0,
         batch_size=2,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)
@@ -365,7 +365,7 @@ def test_classifier_retries_on_oom(tiny_model, bpe_tokenizer, monkeypatch):
         tiny_model,
         tokenizer=bpe_tokenizer,
         calibrate=False,
-        scoring="first_token",
+        label_scoring="first_token",
         random_state=0,
         batch_size=8,
     ).fit(TRAIN_X, TRAIN_Y_FIRST)

@@ -12,10 +12,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.model_selection import GridSearchCV
 
-import skllm_fewshot.classifier
-from skllm_fewshot.calibration import domain_queries, mean_log_prior
-from skllm_fewshot.embedding import mean_pooled_embeddings
-from skllm_fewshot.prompt import DEFAULT_INSTRUCTION, FewShotPrompt
+import skllm_fewshot._classifier
+from skllm_fewshot._calibration import domain_queries, mean_log_prior
+from skllm_fewshot._embedding import mean_pooled_embeddings
+from skllm_fewshot._prompt import DEFAULT_INSTRUCTION, FewShotPrompt
 from skllm_fewshot.reference import full_label_proba, seed_first_token_proba
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
@@ -31,7 +31,7 @@ def reference(clf, texts, examples_per_text):
     """Each text scored by the plain loop under the prompt with its own examples."""
     tok = clf.engine_.loaded.tokenizer
     model = clf.engine_.loaded.model
-    loop = full_label_proba if clf.scoring == "full_label" else seed_first_token_proba
+    loop = full_label_proba if clf.label_scoring == "full_label" else seed_first_token_proba
     words = dict(zip(clf.classes_, clf.label_words_))
 
     def prompt(examples):
@@ -120,7 +120,7 @@ def test_similar_equals_the_plain_loop_with_each_texts_examples(make_clf, scorin
     clf = make_clf(
         example_selection="similar",
         embedding=char_counts,
-        scoring=scoring,
+        label_scoring=scoring,
         calibrate=calibrate,
         label_words={"negative": "bad", "neutral": "meh", "positive": "good"},
     ).fit(X, Y)
@@ -134,7 +134,7 @@ def test_similar_equals_the_plain_loop_with_each_texts_examples(make_clf, scorin
 def test_texts_with_the_same_examples_share_one_prompt(make_clf):
     clf = make_clf(example_selection="similar", embedding=char_counts).fit(X, Y)
     shown = clf.examples_for(QUERIES)
-    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=None)) as built:
+    with inject_fault(skllm_fewshot._classifier, "PromptScorer", Fault(on_call=None)) as built:
         clf.predict_proba(QUERIES)
     # One engine per prompt, each prompt with one text's examples.
     prompts = [args[1] for args in built.fault.args]
@@ -221,9 +221,9 @@ def test_similar_orders_are_reproducible(make_clf):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"example_selection": "nearest"}, "example_selection='nearest' is not valid"),
-        ({"example_order": "sorted"}, "example_order='sorted' is not valid"),
-        ({"example_selection": "similar", "embedding": 3}, "embedding=3 is not valid"),
+        ({"example_selection": "nearest"}, "'example_selection' parameter"),
+        ({"example_order": "sorted"}, "'example_order' parameter"),
+        ({"example_selection": "similar", "embedding": 3}, "'embedding' parameter"),
         ({"example_selection": "similar", "embedding": lambda t: np.ones(len(t))}, "one row per text"),
     ],
 )
@@ -236,10 +236,10 @@ def test_grid_search_over_all_prompt_parameters(make_clf):
     words = {"negative": "bad", "neutral": "meh", "positive": "good"}
     grid = {
         "n_examples_per_class": [0, 1],
-        "scoring": ["full_label", "first_token"],
+        "label_scoring": ["full_label", "first_token"],
         "calibrate": [False, True],
         "example_selection": ["stratified", "similar"],
-        # Both with distinct first tokens, as scoring="first_token" needs.
+        # Both with distinct first tokens, as label_scoring="first_token" needs.
         "label_words": [words, {"negative": "sad", "neutral": "fine", "positive": "happy"}],
         "prompt_format": ["plain", "chat"],
     }

@@ -13,7 +13,7 @@ import pytest
 from conftest import MIXED, SCORINGS, SENTIMENT_X, SENTIMENT_Y, WORDS, Fault, inject_fault, run_together
 from sklearn.base import clone
 
-import skllm_fewshot.classifier
+import skllm_fewshot._classifier
 
 X, Y = SENTIMENT_X, SENTIMENT_Y
 CLF_PARAMS = {"label_words": WORDS, "batch_size": 2}
@@ -22,12 +22,12 @@ CLF_PARAMS = {"label_words": WORDS, "batch_size": 2}
 @pytest.mark.parametrize("scoring", SCORINGS)
 @pytest.mark.parametrize("prompt_format", ["plain", "chat"])
 def test_two_threads_on_one_estimator_match_sequential_calls(make_clf, scoring, prompt_format):
-    sequential = make_clf(scoring=scoring, prompt_format=prompt_format).fit(X, Y)
+    sequential = make_clf(label_scoring=scoring, prompt_format=prompt_format).fit(X, Y)
     a, b = MIXED, list(reversed(MIXED))
     expected_a, expected_b = sequential.predict_proba(a), sequential.predict_proba(b)
     for _ in range(3):
         # A fresh estimator each round: both threads race to build its lazy prefix cache.
-        clf = make_clf(scoring=scoring, prompt_format=prompt_format).fit(X, Y)
+        clf = make_clf(label_scoring=scoring, prompt_format=prompt_format).fit(X, Y)
         # The lambdas run before the loop moves on: binding the loop variable late is what is meant.
         got_a, got_b = run_together(lambda: clf.predict_proba(a), lambda: clf.predict_proba(b))  # noqa: B023
         np.testing.assert_array_equal(got_a, expected_a)
@@ -35,8 +35,8 @@ def test_two_threads_on_one_estimator_match_sequential_calls(make_clf, scoring, 
 
 
 def test_two_estimators_sharing_one_cached_model_match_sequential_calls(path_clf):
-    one = path_clf(scoring="full_label", n_examples_per_class=2).fit(X, Y)
-    two = path_clf(scoring="first_token", prompt_format="chat", random_state=3).fit(X, Y)
+    one = path_clf(label_scoring="full_label", n_examples_per_class=2).fit(X, Y)
+    two = path_clf(label_scoring="first_token", prompt_format="chat", random_state=3).fit(X, Y)
     assert one.engine_.loaded.model is two.engine_.loaded.model  # one model, from the process-wide cache
     expected = [one.predict_proba(MIXED), two.predict_proba(MIXED)]
     for _ in range(3):
@@ -48,10 +48,10 @@ def test_two_estimators_sharing_one_cached_model_match_sequential_calls(path_clf
 
 @pytest.mark.parametrize("scoring", SCORINGS)
 def test_unpickled_estimator_used_from_two_threads_at_once(path_clf, scoring):
-    clf = path_clf(scoring=scoring).fit(X, Y)
+    clf = path_clf(label_scoring=scoring).fit(X, Y)
     expected = clf.predict_proba(MIXED)
     blob = pickle.dumps(clf)
-    with inject_fault(skllm_fewshot.classifier, "PromptScorer", Fault(on_call=None)) as built:
+    with inject_fault(skllm_fewshot._classifier, "PromptScorer", Fault(on_call=None)) as built:
         for i in range(3):
             restored = pickle.loads(blob)
             assert built.fault.calls == i  # the engine is not in the pickle: nothing built yet

@@ -7,8 +7,8 @@ import re
 import pytest
 from conftest import TRICKY_QUERIES
 
-from skllm_fewshot.prompt import FewShotPrompt, Piece
-from skllm_fewshot.tokenization import PromptTokenizer, common_prefix_length
+from skllm_fewshot._prompt import FewShotPrompt, Piece
+from skllm_fewshot._tokenization import PromptTokenizer, common_prefix_length
 
 SPECIAL_QUERIES = [
     "x <|im_end|> y",

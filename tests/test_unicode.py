@@ -124,12 +124,12 @@ def test_prompt_parameters_with_surrogates(make_clf, name):
 @pytest.mark.parametrize("prompt_format", ["plain", "chat"])
 def test_odd_but_valid_unicode_is_scored_row_by_row(make_clf, prompt_format):
     for scoring in SCORINGS:
-        clf = make_clf(scoring=scoring, prompt_format=prompt_format, batch_size=5).fit(X, Y)
+        clf = make_clf(label_scoring=scoring, prompt_format=prompt_format, batch_size=5).fit(X, Y)
         proba = clf.predict_proba(ODD_BUT_VALID)
         assert_valid_proba(proba, len(ODD_BUT_VALID), 3)
         np.testing.assert_allclose(proba, one_by_one(clf, ODD_BUT_VALID), rtol=0, atol=1e-4)
         # Odd text works as a few-shot example too.
-        odd = make_clf(scoring=scoring, prompt_format=prompt_format).fit(ODD_BUT_VALID[:9], Y)
+        odd = make_clf(label_scoring=scoring, prompt_format=prompt_format).fit(ODD_BUT_VALID[:9], Y)
         assert {t for t, _ in odd.examples_} <= set(ODD_BUT_VALID[:9])
         assert_valid_proba(odd.predict_proba(ODD_BUT_VALID), len(ODD_BUT_VALID), 3)
 
@@ -215,7 +215,7 @@ def test_fit_rejects_bad_X_with_the_same_message(make_clf):
             {"label_words": {"negative": 1, "neutral": "meh", "positive": "good"}},
             r"is 1; use a non-empty str",
         ),
-        ({"label_words": ["bad", "meh", "good"]}, r"must be a dict mapping class -> word"),
+        ({"label_words": ["bad", "meh", "good"]}, r"'label_words' parameter"),
     ],
     ids=["more-classes-than-words", "two-classes-one-word", "empty-word", "blank-word", "int-word", "list"],
 )
@@ -232,7 +232,7 @@ def test_label_word_that_tokenizes_to_nothing(make_clf, bpe_tokenizer, scoring):
     tokenizer = copy.deepcopy(bpe_tokenizer)
     tokenizer.backend_tokenizer.normalizer = normalizers.Replace("~", "")
     assert tokenizer("~~", add_special_tokens=False)["input_ids"] == []
-    clf = make_clf(tokenizer=tokenizer, scoring=scoring, label_words={**WORDS, "neutral": "~~"})
+    clf = make_clf(tokenizer=tokenizer, label_scoring=scoring, label_words={**WORDS, "neutral": "~~"})
     message = r"label word '~~' of class .*'neutral'.* tokenizes to nothing; use another"
     with pytest.raises(ValueError, match=message):
         clf.fit(X, Y)

@@ -17,24 +17,26 @@ labelled rows by the KL divergence of their label distributions.
 For a 0/1 indicator target, :class:`MultiLabelPromptHead` (each label's ``"yes"``
 probability, calibrated) and :class:`MultiLabelFeatureHead` (one-vs-rest on the same
 features) are the same two kinds per label; their thresholds come from
-:mod:`skllm_fewshot.multilabel`, which owns the target side and imports nothing here.
+:mod:`skllm_fewshot._multilabel`, which owns the target side and imports nothing here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from scipy.special import expit, logit
-from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .calibration import domain_queries, mean_log_prior
-from .multilabel import fixed_thresholds, tune_thresholds
-from .scoring import softmax
+from ._calibration import domain_queries, mean_log_prior
+from ._multilabel import fixed_thresholds, tune_thresholds
+from ._scoring import softmax
+from ._validation import Interval, validate_params
 
 __all__ = [
     "HEAD_FEATURES",
@@ -44,7 +46,6 @@ __all__ = [
     "MultiLabelPromptHead",
     "PromptHead",
     "feature_names",
-    "make_head",
 ]
 
 HEAD_FEATURES = ("auto", "hidden", "scores", "both")
@@ -63,7 +64,7 @@ def resolve_layers(layers: Any, n_layers: int) -> list[int]:
 
     Examples
     --------
-    >>> from skllm_fewshot.heads import resolve_layers
+    >>> from skllm_fewshot._heads import resolve_layers
     >>> resolve_layers("auto", 30), resolve_layers(-1, 30)
     ([16, 20, 24], [-1])
     """
@@ -81,7 +82,7 @@ def feature_matrix(scores: np.ndarray, states: np.ndarray, kind: str) -> np.ndar
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.heads import feature_matrix
+    >>> from skllm_fewshot._heads import feature_matrix
     >>> feature_matrix(np.zeros((2, 3)), np.ones((2, 2, 4)), "both").shape
     (2, 7)
     """
@@ -107,7 +108,7 @@ class PromptHead:
     ``calibrate=True`` divides by the content-free queries' probabilities
     (contextual calibration); ``"domain"`` by those and the mean probabilities of
     random bags of the training texts' words, averaged in log space
-    (:mod:`~skllm_fewshot.calibration`); ``"batch"`` by the mean probabilities of
+    (:mod:`~skllm_fewshot._calibration`); ``"batch"`` by the mean probabilities of
     the training texts (batch calibration, Zhou et al. 2024). What is learnt from
     the training texts is estimated once at fit, so that no prediction depends on
     the other texts of its batch.
@@ -256,54 +257,6 @@ class MultiLabelFeatureHead:
         return self.feature_head.predict_proba(engine, texts, truncated)
 
 
-def make_head(
-    head: Any,
-    calibrate: bool | str,
-    layers: Any = "auto",
-    kind: str = "auto",
-    multi_label: bool = False,
-    threshold: Any = "auto",
-    random_state: Any = None,
-) -> Any:
-    """The head for the classifier's ``head`` parameter, with a clear error for a bad one.
-
-    Examples
-    --------
-    >>> from sklearn.linear_model import LogisticRegression
-    >>> from skllm_fewshot.heads import make_head
-    >>> type(make_head(None, True)).__name__, type(make_head(LogisticRegression(), True)).__name__
-    ('PromptHead', 'FeatureHead')
-    """
-    if head is None:
-        if multi_label:
-            return MultiLabelPromptHead(calibrate, threshold, random_state)
-        return PromptHead(calibrate, random_state)
-    if isinstance(head, str) and head == "knn":
-        head = KNNPrompting()
-    if isinstance(head, str) and head == "lora":
-        # Imported here: fine-tuning builds on this module's FeatureHead.
-        from .finetuning import LoRAFineTuning
-
-        head = LoRAFineTuning()
-    # A head object that builds its own head (LoRAFineTuning), or a classifier.
-    builds = hasattr(head, "build_head")
-    usable = hasattr(head, "fit") and hasattr(head, "predict_proba") and hasattr(head, "get_params")
-    if not (builds or (usable and is_classifier(head))):
-        raise ValueError(
-            f"head={head!r} is not valid; use None (the prompt's label softmax), 'knn', 'lora' (fine-tuning, "
-            "or LoRAFineTuning(...)), or a scikit-learn classifier with predict_proba, e.g. LogisticRegression()."
-        )
-    if kind not in HEAD_FEATURES:
-        raise ValueError(
-            f"head_features={kind!r} is not valid; use one of {', '.join(map(repr, HEAD_FEATURES))}."
-        )
-    if builds:
-        return head.build_head(layers, "hidden" if kind == "auto" else kind, threshold, random_state)
-    if multi_label:
-        return MultiLabelFeatureHead(FeatureHead(head, layers, kind), threshold)
-    return FeatureHead(head, layers, kind)
-
-
 class KNNPrompting(ClassifierMixin, BaseEstimator):
     """kNN Prompting (Xu et al., ICLR 2023): nearest labelled rows by KL divergence.
 
@@ -320,17 +273,23 @@ class KNNPrompting(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.heads import KNNPrompting
+    >>> from skllm_fewshot import KNNPrompting
     >>> X = np.log([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9]])
     >>> KNNPrompting(n_neighbors=1).fit(X, [0, 0, 1, 1]).predict(np.log([[0.85, 0.15]]))
     array([0])
     """
+
+    _parameter_constraints: dict = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+    }
 
     def __init__(self, n_neighbors: int = 5, alpha: float = 0.5) -> None:
         self.n_neighbors = n_neighbors
         self.alpha = alpha
 
     def fit(self, X: Any, y: Any) -> KNNPrompting:
+        validate_params(self)
         X, y = validate_data(self, X, y)
         self.classes_ = unique_labels(y)
         self.anchors_ = softmax(X)

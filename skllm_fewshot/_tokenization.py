@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .prompt import FewShotPrompt, Piece
+from ._prompt import FewShotPrompt, Piece
 
 __all__ = ["TOKENIZER_LOCK", "PromptTokenizer", "common_prefix_length", "token_ids"]
 
@@ -33,7 +33,7 @@ def token_ids(tokenizer: Any, text: str | list[str], **kwargs: Any) -> Any:
 
     Examples
     --------
-    >>> from skllm_fewshot.tokenization import token_ids
+    >>> from skllm_fewshot._tokenization import token_ids
     >>> token_ids(lambda text, **kw: {"input_ids": [len(text)]}, "abc")
     [3]
     """
@@ -46,7 +46,7 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
     Examples
     --------
-    >>> from skllm_fewshot.tokenization import common_prefix_length
+    >>> from skllm_fewshot._tokenization import common_prefix_length
     >>> common_prefix_length([1, 2, 3], [1, 2, 4, 5])
     2
     """
@@ -58,7 +58,7 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class PromptTokenizer:
-    """Token ids of a :class:`~skllm_fewshot.prompt.FewShotPrompt` for any query.
+    """Token ids of a :class:`~skllm_fewshot._prompt.FewShotPrompt` for any query.
 
     Parameters
     ----------

@@ -3,7 +3,7 @@
 A small model's label scores carry a bias of their own: towards some label words,
 towards the labels of the prompt's last examples, towards what the task's vocabulary
 suggests. Calibration measures that bias on queries whose answer is unknown and
-divides it out (:func:`~skllm_fewshot.engine.calibrated`):
+divides it out (:func:`~skllm_fewshot._engine.calibrated`):
 
 - content-free queries (``"N/A"``, ``""``, ``"[MASK]"``; Zhao et al. 2021) measure
   the bias of the prompt and the label words;
@@ -59,7 +59,7 @@ def domain_queries(
 
     Examples
     --------
-    >>> from skllm_fewshot.calibration import domain_queries
+    >>> from skllm_fewshot._calibration import domain_queries
     >>> domain_queries(["a good film", "a bad plot"], n_queries=2, random_state=0)
     ['bad plot a', 'a a a']
     """
@@ -88,7 +88,7 @@ def mean_log_prior(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.calibration import mean_log_prior
+    >>> from skllm_fewshot._calibration import mean_log_prior
     >>> mean_log_prior(np.array([0.5, 0.5]), np.array([0.8, 0.2])).round(3)
     array([0.667, 0.333])
     """

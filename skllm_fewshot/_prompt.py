@@ -30,7 +30,7 @@ def default_instruction(instruction: str | None, multi_label: bool) -> str:
 
     Examples
     --------
-    >>> from skllm_fewshot.prompt import default_instruction
+    >>> from skllm_fewshot._prompt import default_instruction
     >>> default_instruction(None, False)
     'Classify each {text_name} into one of these categories: {labels}.'
     """
@@ -81,7 +81,7 @@ class FewShotPrompt:
 
     Examples
     --------
-    >>> from skllm_fewshot.prompt import FewShotPrompt
+    >>> from skllm_fewshot._prompt import FewShotPrompt
     >>> p = FewShotPrompt("Sentiment: {labels}.", [("I love it", "positive")],
     ...                   ["negative", "positive"], "Review", "Sentiment")
     >>> print(p.render("So bad"))
@@ -129,7 +129,7 @@ class FewShotPrompt:
 
         Examples
         --------
-        >>> from skllm_fewshot.prompt import FewShotPrompt
+        >>> from skllm_fewshot._prompt import FewShotPrompt
         >>> p = FewShotPrompt.for_classes([("great", 1)], [0, 1], ["negative", "positive"])
         >>> p.examples
         [('great', 'positive')]
@@ -166,7 +166,7 @@ class FewShotPrompt:
 
         Examples
         --------
-        >>> from skllm_fewshot.prompt import FewShotPrompt
+        >>> from skllm_fewshot._prompt import FewShotPrompt
         >>> print(FewShotPrompt.label_lines(["price", "delivery"], [True, False]))
         price: yes
         delivery: no

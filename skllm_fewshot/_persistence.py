@@ -88,7 +88,7 @@ def check_pickle_version(original: str | None, estimator_name: str) -> None:
     --------
     >>> import warnings
     >>> from skllm_fewshot import __version__
-    >>> from skllm_fewshot.persistence import check_pickle_version
+    >>> from skllm_fewshot._persistence import check_pickle_version
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("error")
     ...     check_pickle_version(__version__, "FewShotLLMClassifier")  # the same version: silent
@@ -109,7 +109,7 @@ def saved(state: dict, transient: tuple[str, ...]) -> dict:
 
     Examples
     --------
-    >>> from skllm_fewshot.persistence import VERSION_KEY, saved
+    >>> from skllm_fewshot._persistence import VERSION_KEY, saved
     >>> out = saved({"a": 1, "_engine": object()}, ("_engine",))
     >>> sorted(out) == sorted(["a", VERSION_KEY])
     True

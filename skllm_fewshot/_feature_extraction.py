@@ -15,8 +15,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .classifier import FewShotLLMClassifier
-from .heads import feature_names
+from ._classifier import FewShotLLMClassifier
+from ._heads import feature_names
+from ._validation import validate_params
 
 __all__ = ["LLMFeatures"]
 
@@ -44,7 +45,7 @@ class LLMFeatures(TransformerMixin, BaseEstimator):
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import FeatureUnion, make_pipeline
     >>> from sklearn.preprocessing import Normalizer, StandardScaler
-    >>> from skllm_fewshot.feature_extraction import LLMFeatures
+    >>> from skllm_fewshot import LLMFeatures
 
     Standardised, each row scaled to unit length (as a TF-IDF row is) and weighted
     0.5, the model's block weighs the same against the n-grams whatever the model's
@@ -59,6 +60,8 @@ class LLMFeatures(TransformerMixin, BaseEstimator):
     >>> model = make_pipeline(union, LogisticRegression(C=100))
     >>> model.fit(X_train, y_train).score(X_test, y_test)  # doctest: +SKIP
     """
+
+    _parameter_constraints: dict = {"classifier": [None, FewShotLLMClassifier]}
 
     def __init__(self, classifier: Any = None) -> None:
         self.classifier = classifier
@@ -84,6 +87,7 @@ class LLMFeatures(TransformerMixin, BaseEstimator):
         -------
         self : LLMFeatures
         """
+        validate_params(self)
         if y is None:
             raise ValueError(
                 "LLMFeatures needs y: the prompt's label words and examples come from the labels "

@@ -1,32 +1,48 @@
 """The scikit-learn estimator: parameters, validation and glue.
 
-``fit`` fits a selection strategy (:mod:`~skllm_fewshot.selection`) and builds the
-scoring engine of the prompt (:class:`~skllm_fewshot.engine.PromptScorer`);
+``fit`` fits a selection strategy (:mod:`~skllm_fewshot._selection`) and builds the
+scoring engine of the prompt (:class:`~skllm_fewshot._engine.PromptScorer`);
 ``predict_proba`` asks the strategy which texts go under which prompt and makes
 one engine call per prompt. The model, tokenization and scoring live below.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from ._embedding import TextEmbedder
+from ._engine import CONTENT_FREE, SCORINGS, PromptScorer
+from ._head_factory import make_head
+from ._heads import HEAD_FEATURES, FeatureHead
+from ._loading import DTYPES, ModelSpec
+from ._multilabel import decide
 from ._params import ModelParamsMixin
-from ._validation import check_fit_targets, check_label_texts, check_params, check_texts, warn_truncated
-from .embedding import TextEmbedder
-from .engine import CONTENT_FREE, PromptScorer
-from .heads import FeatureHead, make_head
-from .loading import ModelSpec
-from .multilabel import decide
-from .persistence import restore, saved
-from .prompt import FewShotPrompt
-from .selection import PromptGroup, make_selection
+from ._persistence import restore, saved
+from ._prompt import PROMPT_FORMATS, FewShotPrompt
+from ._selection import EXAMPLE_ORDERS, EXAMPLE_SELECTIONS, PromptGroup, make_selection
+from ._validation import (
+    HasMethods,
+    Hidden,
+    Interval,
+    StrOptions,
+    check_fit_targets,
+    check_label_texts,
+    check_params,
+    check_texts,
+    validate_params,
+    warn_truncated,
+)
 
 __all__ = ["CONTENT_FREE", "FewShotLLMClassifier"]
 
@@ -82,12 +98,12 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     prompt_format : {"plain", "chat"}, default="plain"
         The seed's layout (``"\\n\\n{text_name}:\\n'{text}'\\n{label_name}:\\n{word}"``
         per example), or the same content as one chat turn. Example: ``"chat"``.
-    scoring : {"full_label", "first_token"}, default="full_label"
+    label_scoring : {"full_label", "first_token"}, default="full_label"
         The sum of every label token's log-probability, or the seed's softmax over
-        each word's first token. Example: ``scoring="first_token"``.
+        each word's first token. Example: ``label_scoring="first_token"``.
     calibrate : {"domain", True, "batch", False}, default="domain"
         What the label probabilities are divided by, to take out the prompt's own
-        bias (:mod:`~skllm_fewshot.calibration`). ``True``: the probabilities of
+        bias. ``True``: the probabilities of
         content-free queries ("N/A", "", "[MASK]"; Zhao et al. 2021), +10-14 points
         on MAS; ``"domain"``: those and, averaged in log space, the probabilities of
         20 random bags of the training texts' words (Fei et al. 2023), up to 10
@@ -99,7 +115,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         ``None``: the label softmax. A scikit-learn classifier, cloned and fitted on
         features of every training row read where the label is predicted (nested
         parameters: ``head__C``); ``"knn"``: kNN Prompting; ``"lora"`` or a
-        :class:`~skllm_fewshot.finetuning.LoRAFineTuning`: prompt-based fine-tuning
+        :class:`~skllm_fewshot.LoRAFineTuning`: prompt-based fine-tuning
         of a LoRA adapter on every row (needs ``peft``; ``calibrate`` does not apply).
         See ``docs/accuracy.md``.
         Example: ``make_pipeline(StandardScaler(), LogisticRegression(C=0.01))``.
@@ -136,6 +152,9 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         ``calibrate="domain"``. Example: ``random_state=0``.
     verbose : bool, default=False
         Progress bars while scoring. Example: ``verbose=True``.
+    scoring : {"full_label", "first_token"}
+        Deprecated: the old name of ``label_scoring``, which it overrides. It warns
+        (``FutureWarning``) and will be removed in 0.3.
 
     Attributes
     ----------
@@ -160,7 +179,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     head_ : object
         The fitted head (multi-label: with the labels' ``thresholds_``).
     selection_ : object
-        The fitted example selection (:mod:`skllm_fewshot.selection`).
+        The fitted example selection: which training rows go into which prompt.
     engine_ : PromptScorer
         The engine of ``prompt_``: a property, rebuilt after unpickling, never pickled.
 
@@ -179,6 +198,44 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     array(['positive'], dtype='<U8')
     """
 
+    # What each parameter accepts, checked at the start of fit as scikit-learn checks
+    # its own (the model and tokenizer are checked when they are loaded; what depends
+    # on the classes, such as label_words' keys, when the classes are known).
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "tokenizer": "no_validation",
+        "n_examples_per_class": [Interval(Integral, 0, None, closed="left")],
+        "example_selection": [StrOptions(set(EXAMPLE_SELECTIONS))],
+        "example_order": [StrOptions(set(EXAMPLE_ORDERS))],
+        "embedding": [None, str, os.PathLike, HasMethods(["transform"]), callable],
+        "instruction": [None, str],
+        "label_words": [None, Mapping],
+        "label_descriptions": [None, Mapping],
+        "text_name": [str],
+        "label_name": [str],
+        "prompt_format": [StrOptions(set(PROMPT_FORMATS))],
+        "label_scoring": [StrOptions(set(SCORINGS))],
+        "calibrate": ["boolean", StrOptions({"domain", "batch"})],
+        "head": [
+            None,
+            StrOptions({"knn", "lora"}),
+            HasMethods(["fit", "predict_proba"]),
+            HasMethods(["build_head"]),
+        ],
+        "head_layers": [StrOptions({"auto"}), Integral, "array-like"],
+        "head_features": [StrOptions(set(HEAD_FEATURES))],
+        "multi_label": [StrOptions({"auto"}), "boolean"],
+        "threshold": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
+        "at_least_one": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "device": [str, torch.device],
+        "dtype": [StrOptions(set(DTYPES)), torch.dtype],
+        "model_kwargs": [None, dict],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "scoring": [StrOptions(set(SCORINGS)), Hidden(StrOptions({"deprecated"}))],
+    }
+
     def __init__(
         self,
         model: Any = None,
@@ -194,7 +251,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         text_name: str = "Text",
         label_name: str = "Label",
         prompt_format: str = "plain",
-        scoring: str = "full_label",
+        label_scoring: str = "full_label",
         calibrate: bool | str = "domain",
         head: Any = None,
         head_layers: Any = "auto",
@@ -208,6 +265,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         model_kwargs: dict | None = None,
         random_state: Any = None,
         verbose: bool = False,
+        scoring: str = "deprecated",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -221,7 +279,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.text_name = text_name
         self.label_name = label_name
         self.prompt_format = prompt_format
-        self.scoring = scoring
+        self.label_scoring = label_scoring
         self.calibrate = calibrate
         self.head = head
         self.head_layers = head_layers
@@ -235,6 +293,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.model_kwargs = model_kwargs
         self.random_state = random_state
         self.verbose = verbose
+        self.scoring = scoring
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -279,6 +338,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
             raise
 
     def _fit(self, X: Any, y: Any) -> FewShotLLMClassifier:
+        validate_params(self)
         check_params(self)
         texts, y, self.classes_, self.multi_label_ = check_fit_targets(self, X, y)
         self.label_words_, self.label_descriptions_ = check_label_texts(self, self.classes_)
@@ -311,6 +371,10 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         ).fit(engine, texts, y)
         return self
 
+    def _label_scoring(self) -> str:
+        # ``scoring`` is the deprecated name of ``label_scoring`` (until 0.3).
+        return self.label_scoring if self.scoring == "deprecated" else self.scoring
+
     def _spec(self) -> ModelSpec:
         return ModelSpec(self.model, self.tokenizer, self.device, self.dtype, self.model_kwargs)
 
@@ -322,7 +386,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         return PromptScorer(
             spec.load(verbose=self.verbose),
             prompt,
-            scoring=self.scoring,
+            label_scoring=self._label_scoring(),
             classes=self.classes_,
             batch_size=self.batch_size,
             verbose=self.verbose,

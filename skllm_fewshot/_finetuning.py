@@ -5,7 +5,7 @@ Every other head reads a frozen model. :class:`LoRAFineTuning` (``head=`` of
 adapters (LoRA, Hu et al. 2022, through ``peft``) with the loss of prompt-based
 fine-tuning (LM-BFF, Gao et al. 2021): the cross-entropy of the softmax over the
 label words' log-likelihoods, after the same prompt and demonstrations the engine
-scores. With ``scoring="full_label"`` every token of a word counts, so words of
+scores. With ``label_scoring="full_label"`` every token of a word counts, so words of
 several tokens train as they are scored. Multi-label prompts train each label's
 ``"yes"`` against its ``"no"``.
 
@@ -13,7 +13,7 @@ The base weights are never changed. The adapter lives in a structural copy of th
 model whose modules share every base parameter (:func:`shared_copy`): the model in
 the process-wide cache, and every other estimator using it, see no adapter, and the
 copy has its own entries in the engine's feature cache. Training runs through
-:meth:`~skllm_fewshot.scoring.PrefixCachedScorer.trainable_scores`: the prompt's
+:meth:`~skllm_fewshot._scoring.PrefixCachedScorer.trainable_scores`: the prompt's
 prefix once per step, shared by the batch. A pickle keeps the adapter's weights
 (a few MiB), never the base weights.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -31,12 +32,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 
-from ._validation import check_int
-from .engine import PromptScorer
-from .heads import FeatureHead
-from .loading import LoadedModel
-from .multilabel import fixed_thresholds
-from .scoring import PrefixCachedScorer
+from ._engine import PromptScorer
+from ._heads import FeatureHead
+from ._loading import LoadedModel
+from ._multilabel import fixed_thresholds
+from ._scoring import PrefixCachedScorer
+from ._validation import HasMethods, Interval, StrOptions, validate_params
 
 __all__ = ["FineTunedHead", "LoRAFineTuning", "auto_steps", "shared_copy"]
 
@@ -61,7 +62,7 @@ def auto_steps(n_rows: int, batch_size: int) -> int:
 
     Examples
     --------
-    >>> from skllm_fewshot.finetuning import auto_steps
+    >>> from skllm_fewshot._finetuning import auto_steps
     >>> auto_steps(16, 8), auto_steps(64, 8), auto_steps(10_000, 8)
     (20, 32, 400)
     """
@@ -85,7 +86,7 @@ def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
     Examples
     --------
     >>> import torch
-    >>> from skllm_fewshot.finetuning import shared_copy
+    >>> from skllm_fewshot._finetuning import shared_copy
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2))
     >>> twin = shared_copy(net)
     >>> twin is net, twin[0] is net[0], twin[0].weight is net[0].weight
@@ -148,11 +149,23 @@ class LoRAFineTuning(BaseEstimator):
     Examples
     --------
     >>> from skllm_fewshot import FewShotLLMClassifier
-    >>> from skllm_fewshot.finetuning import LoRAFineTuning
+    >>> from skllm_fewshot import LoRAFineTuning
     >>> clf = FewShotLLMClassifier(head=LoRAFineTuning(learning_rate=5e-4))
     >>> clf.get_params()["head__learning_rate"]
     0.0005
     """
+
+    _parameter_constraints: dict = {
+        "rank": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "target_modules": [None, list, tuple],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "class_weight": [None, StrOptions({"balanced"})],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "probe": [None, HasMethods(["fit", "predict_proba"])],
+    }
 
     def __init__(
         self,
@@ -181,7 +194,7 @@ class LoRAFineTuning(BaseEstimator):
 
         Parameters
         ----------
-        layers, kind : as :class:`~skllm_fewshot.heads.FeatureHead`'s
+        layers, kind : as :class:`~skllm_fewshot._heads.FeatureHead`'s
             The features ``probe`` reads.
         threshold : "auto" or float
             Multi-label: the probability of ``"yes"`` that predicts a label.
@@ -201,26 +214,7 @@ class LoRAFineTuning(BaseEstimator):
         ------
         ValueError
         """
-        # Named as set_params names them on the classifier.
-        check_int("head__rank", self.rank, 1)
-        check_int("head__batch_size", self.batch_size, 1)
-        if self.max_steps != "auto":
-            check_int("head__max_steps", self.max_steps, 1)
-        for name in ("alpha", "learning_rate"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"head__{name}={value!r} is not valid; use a positive number.")
-        smoothing = self.label_smoothing
-        if (
-            not isinstance(smoothing, (int, float, np.number))
-            or isinstance(smoothing, bool)
-            or not 0 <= smoothing < 1
-        ):
-            raise ValueError(f"head__label_smoothing={smoothing!r} is not valid; use a number in [0, 1).")
-        if self.class_weight not in (None, "balanced"):
-            raise ValueError(
-                f"head__class_weight={self.class_weight!r} is not valid; use None or 'balanced'."
-            )
+        validate_params(self)
 
 
 class FineTunedHead:
@@ -229,7 +223,7 @@ class FineTunedHead:
     Parameters
     ----------
     tuning : LoRAFineTuning
-    layers, kind : as :class:`~skllm_fewshot.heads.FeatureHead`'s, for ``probe`` and
+    layers, kind : as :class:`~skllm_fewshot._heads.FeatureHead`'s, for ``probe`` and
         :meth:`features`.
     threshold : "auto" or float
         Multi-label: the probability of ``"yes"`` above which a label is predicted
@@ -288,13 +282,13 @@ class FineTunedHead:
             models.clear()  # one base model at a time: the one the estimator loads
             models[id(base)] = self._adapted(base, self.adapter_)
         engines = self.__dict__.setdefault("_engines", {})
-        key = (id(base), engine.prompt_text, engine.scoring)
+        key = (id(base), engine.prompt_text, engine.label_scoring)
         if key not in engines:
             loaded = LoadedModel(models[id(base)], engine.loaded.tokenizer, engine.loaded.source)
             engines[key] = PromptScorer(
                 loaded,
                 engine.prompt,
-                scoring=engine.scoring,
+                label_scoring=engine.label_scoring,
                 classes=engine.classes,
                 layout=engine.scorer.layout,
             )

@@ -4,9 +4,9 @@ With queries packed side by side after a shared prefix, plain SDPA computes ever
 query against every other query and masks the result away. This attention
 function computes, block by block, only the prefix keys and the block's own keys.
 It is registered with transformers under :data:`NAME` and used by models that
-:mod:`skllm_fewshot.loading` loads itself; without the ``skllm_blocks`` argument
+:mod:`skllm_fewshot._loading` loads itself; without the ``skllm_blocks`` argument
 (any call that is not the scoring engine's) it is exactly transformers' SDPA.
-Only families listed in :data:`skllm_fewshot.families.BLOCK_ATTENTION_FAMILIES`
+Only families listed in :data:`skllm_fewshot._families.BLOCK_ATTENTION_FAMILIES`
 get it.
 """
 

@@ -24,7 +24,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._validation import check_named_estimators, copy_input_attributes, shared_input_tags
+from ._validation import check_named_estimators, copy_input_attributes, shared_input_tags, validate_params
 
 __all__ = ["ProductOfExperts"]
 
@@ -64,7 +64,7 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.naive_bayes import MultinomialNB
     >>> from sklearn.pipeline import make_pipeline
-    >>> from skllm_fewshot.ensemble import ProductOfExperts
+    >>> from skllm_fewshot import ProductOfExperts
     >>> X = ["great film", "awful film", "great plot", "awful plot"]
     >>> y = ["pos", "neg", "pos", "neg"]
     >>> model = ProductOfExperts([
@@ -84,6 +84,10 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
     ... ])
     >>> model.fit(X_train, y_train).predict_proba(X_test)  # doctest: +SKIP
     """
+
+    # The pairs and the weights' length are checked by _validate_experts, which names
+    # the estimator that is wrong.
+    _parameter_constraints: dict = {"estimators": [list, tuple], "weights": [None, "array-like"]}
 
     def __init__(self, estimators: Sequence[tuple[str, Any]], *, weights: Any = None) -> None:
         self.estimators = estimators
@@ -157,6 +161,7 @@ class ProductOfExperts(ClassifierMixin, BaseEstimator):
         -------
         self : ProductOfExperts
         """
+        validate_params(self)
         self.weights_ = self._validate_experts()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")

@@ -3,7 +3,7 @@
 ``clone`` + ``fit`` inside ``GridSearchCV`` or ``cross_val_score`` must not read the
 weights again, so every model loaded by name or path is kept here, keyed by
 ``(source, tokenizer source, dtype, device)``. A ``.gguf`` file is converted once and
-kept on disk (:mod:`skllm_fewshot.gguf_cache`), so that a new process reads it in a
+kept on disk (:mod:`skllm_fewshot._gguf_cache`), so that a new process reads it in a
 second instead of de-quantizing it again. Loading prints nothing unless ``verbose``.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from ._attention import register as register_block_attention
 from ._embedded import ASSEMBLED, EMBEDDED_MODELS, ModelNotAvailableError, embedded_model, embedded_model_path
-from .attention import register as register_block_attention
-from .families import BLOCK_ATTENTION_FAMILIES
-from .gguf_cache import ConvertedModelCache, resolve_cache_dir
+from ._families import BLOCK_ATTENTION_FAMILIES
+from ._gguf_cache import ConvertedModelCache, resolve_cache_dir
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -72,7 +72,7 @@ class ModelSpec:
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import ModelSpec
+    >>> from skllm_fewshot._loading import ModelSpec
     >>> ModelSpec("path/to/model", device="cpu").device
     'cpu'
     """
@@ -126,7 +126,7 @@ def model_cache_info(disk_cache: bool | str | os.PathLike | None = None) -> dict
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import model_cache_info
+    >>> from skllm_fewshot import model_cache_info
     >>> sorted(model_cache_info())
     ['cached', 'disk_dir', 'disk_entries', 'joined_files', 'loads']
     """
@@ -157,7 +157,7 @@ def clear_model_cache(disk: bool = False, disk_cache: bool | str | os.PathLike |
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import clear_model_cache, model_cache_info
+    >>> from skllm_fewshot import clear_model_cache, model_cache_info
     >>> clear_model_cache()
     >>> model_cache_info()["cached"]
     0
@@ -193,7 +193,7 @@ def default_model_path(disk_cache: bool | str | os.PathLike | None = None) -> Pa
     --------
     The call reads no weights, but needs the default model's package:
 
-    >>> from skllm_fewshot.loading import default_model_path
+    >>> from skllm_fewshot._loading import default_model_path
     >>> default_model_path().suffix  # doctest: +SKIP
     '.gguf'
     """
@@ -223,7 +223,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     Examples
     --------
     >>> import torch
-    >>> from skllm_fewshot.loading import resolve_device
+    >>> from skllm_fewshot._loading import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
     >>> resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -245,6 +245,8 @@ _DTYPES = {
 # Not a torch dtype: float32 weights with the linear layers dynamically quantized
 # to int8 (CPU only; fast where the CPU has VNNI). Approximate, so opt-in.
 QINT8 = "qint8"
+# What the estimators' dtype parameter accepts by name (besides a torch.dtype).
+DTYPES = ("auto", *_DTYPES, QINT8)
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | str:
@@ -276,7 +278,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     Examples
     --------
     >>> import torch
-    >>> from skllm_fewshot.loading import resolve_dtype
+    >>> from skllm_fewshot._loading import resolve_dtype
     >>> resolve_dtype("auto", torch.device("cpu"))
     torch.float32
     >>> resolve_dtype("auto", torch.device("cuda"))
@@ -353,7 +355,7 @@ def quiet_loading(verbose: bool = False) -> Iterator[None]:
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import quiet_loading
+    >>> from skllm_fewshot._loading import quiet_loading
     >>> with quiet_loading():
     ...     pass
     """
@@ -544,7 +546,7 @@ def load_model(
         tokenizer files), so that every later process reads it in about a second:
         ``None`` for the environment variable ``SKLLM_FEWSHOT_CACHE`` (a folder, or
         ``off``), else the user's cache directory
-        (:func:`skllm_fewshot.gguf_cache.default_cache_dir`); ``False`` for no disk
+        (``~/.cache/skllm-fewshot/models`` on Linux); ``False`` for no disk
         cache; or a folder. Not part of the in-memory cache key.
     verbose : bool, default=False
         Show transformers' progress bars and log lines while reading the model.
@@ -556,7 +558,7 @@ def load_model(
 
     Examples
     --------
-    >>> from skllm_fewshot.loading import load_model
+    >>> from skllm_fewshot import load_model
     >>> loaded = load_model()  # doctest: +SKIP
     >>> loaded.model.config.model_type  # doctest: +SKIP
     'llama'

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ._protocols import Example, ExampleSelection
+
 __all__ = [
     "EXAMPLE_ORDERS",
     "EXAMPLE_SELECTIONS",
@@ -38,8 +40,6 @@ __all__ = [
 ]
 
 EXAMPLE_ORDERS = ("shuffle", "interleave")
-
-Example = tuple[str, Any]  # (text, class)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class StratifiedSelection:
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.selection import StratifiedSelection
+    >>> from skllm_fewshot._selection import StratifiedSelection
     >>> sel = StratifiedSelection(1, "shuffle").fit(
     ...     np.array(["a", "b", "c"], dtype=object), np.array([0, 1, 1]), np.array([0, 1]),
     ...     np.random.RandomState(0))
@@ -198,7 +198,7 @@ class LabelSetSelection(StratifiedSelection):
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.selection import LabelSetSelection
+    >>> from skllm_fewshot._selection import LabelSetSelection
     >>> Y = np.array([[1, 0], [0, 1], [1, 1], [0, 1]])
     >>> sel = LabelSetSelection(1, "shuffle").fit(
     ...     np.array(["a", "b", "c", "d"], dtype=object), Y, np.array(["p", "q"]), np.random.RandomState(0))
@@ -234,12 +234,12 @@ EXAMPLE_SELECTIONS = ("stratified", "similar")
 
 def make_selection(
     name: str, n_examples_per_class: int, order: str, embedder: Any = None, multi_label: bool = False
-) -> Any:
+) -> ExampleSelection:
     """The (unfitted) strategy called ``name``.
 
     Examples
     --------
-    >>> from skllm_fewshot.selection import make_selection
+    >>> from skllm_fewshot._selection import make_selection
     >>> type(make_selection("stratified", 1, "shuffle")).__name__
     'StratifiedSelection'
     """
@@ -259,7 +259,7 @@ def stratified_by_class(
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.selection import stratified_by_class
+    >>> from skllm_fewshot._selection import stratified_by_class
     >>> y = np.array(["a", "b", "a", "b", "a"])
     >>> [len(r) for r in stratified_by_class(y, np.array(["a", "b"]), 2, np.random.RandomState(0))]
     [2, 2]
@@ -291,7 +291,7 @@ def nearest_by_class(
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.selection import nearest_by_class
+    >>> from skllm_fewshot._selection import nearest_by_class
     >>> sim = np.array([[0.1, 0.9, 0.5, 0.2]])
     >>> y = np.array(["a", "a", "b", "b"])
     >>> [r.tolist() for r in nearest_by_class(sim, y, np.array(["a", "b"]), 1)[0]]
@@ -314,7 +314,7 @@ def arrange(by_class: Sequence[np.ndarray], order: str, rng: np.random.RandomSta
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.selection import arrange
+    >>> from skllm_fewshot._selection import arrange
     >>> rows = [np.array([0, 1]), np.array([10, 11]), np.array([20])]
     >>> out = arrange(rows, "interleave", np.random.RandomState(0))
     >>> sorted(out[:3]) == [0, 10, 20] and sorted(out[3:]) == [1, 11]

@@ -16,25 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .loading import ModelSpec
-from .tokenization import token_ids
+from ._loading import ModelSpec
+from ._tokenization import token_ids
 
-__all__ = ["TextEmbedder", "check_embedding", "mean_pooled_embeddings"]
-
-
-def check_embedding(embedding: Any) -> Any:
-    """Reject an ``embedding`` parameter that is none of the accepted kinds."""
-    if not (
-        embedding is None
-        or isinstance(embedding, (str, os.PathLike))
-        or hasattr(embedding, "transform")
-        or callable(embedding)
-    ):
-        raise ValueError(
-            f"embedding={embedding!r} is not valid; use None (the classifier's model), a model "
-            "id or path, a scikit-learn transformer, or a callable from a list of texts to an array."
-        )
-    return embedding
+__all__ = ["TextEmbedder", "mean_pooled_embeddings"]
 
 
 class TextEmbedder:
@@ -57,15 +42,15 @@ class TextEmbedder:
     Examples
     --------
     >>> from sklearn.feature_extraction.text import TfidfVectorizer
-    >>> from skllm_fewshot.embedding import TextEmbedder
-    >>> from skllm_fewshot.loading import ModelSpec
+    >>> from skllm_fewshot._embedding import TextEmbedder
+    >>> from skllm_fewshot._loading import ModelSpec
     >>> embedder = TextEmbedder(TfidfVectorizer(), ModelSpec()).fit(["apple pie", "cherry pie"])
     >>> embedder.transform(["apple tart"]).shape
     (1, 3)
     """
 
     def __init__(self, embedding: Any, spec: ModelSpec) -> None:
-        self.embedding = check_embedding(embedding)
+        self.embedding = embedding
         self.spec = spec
         self.transformer_ = None
 
@@ -123,8 +108,8 @@ def mean_pooled_embeddings(
 
     Examples
     --------
-    >>> from skllm_fewshot.embedding import mean_pooled_embeddings
-    >>> from skllm_fewshot.loading import load_model
+    >>> from skllm_fewshot._embedding import mean_pooled_embeddings
+    >>> from skllm_fewshot import load_model
     >>> m = load_model()  # doctest: +SKIP
     >>> mean_pooled_embeddings(m.model, m.tokenizer, ["hola", "adiós"]).shape  # doctest: +SKIP
     (2, 576)

@@ -65,7 +65,7 @@ def default_cache_dir() -> Path:
 
     Examples
     --------
-    >>> from skllm_fewshot.gguf_cache import default_cache_dir
+    >>> from skllm_fewshot._gguf_cache import default_cache_dir
     >>> default_cache_dir().name
     'models'
     """
@@ -90,7 +90,7 @@ def resolve_cache_dir(disk_cache: bool | str | os.PathLike | None = None) -> Pat
 
     Examples
     --------
-    >>> from skllm_fewshot.gguf_cache import resolve_cache_dir
+    >>> from skllm_fewshot._gguf_cache import resolve_cache_dir
     >>> resolve_cache_dir(False) is None
     True
     >>> resolve_cache_dir("/tmp/converted").as_posix()
@@ -155,7 +155,7 @@ class ConvertedModelCache:
     Examples
     --------
     >>> import tempfile
-    >>> from skllm_fewshot.gguf_cache import ConvertedModelCache
+    >>> from skllm_fewshot._gguf_cache import ConvertedModelCache
     >>> cache = ConvertedModelCache(tempfile.mkdtemp())
     >>> cache.entries()
     []

@@ -1,9 +1,9 @@
 """One prompt's scoring engine: texts in, label scores and probabilities out.
 
 :class:`PromptScorer` owns the whole chain for the texts scored under one prompt:
-tokenization inside the prompt (:mod:`~skllm_fewshot.tokenization`), the context
+tokenization inside the prompt (:mod:`~skllm_fewshot._tokenization`), the context
 limit, batching and the out-of-memory policy, the prefix-cached forward passes
-(:mod:`~skllm_fewshot.scoring`), and what a head reads: label log-likelihoods,
+(:mod:`~skllm_fewshot._scoring`), and what a head reads: label log-likelihoods,
 or probabilities with or without contextual calibration.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .loading import LoadedModel
-from .prompt import FewShotPrompt
-from .scoring import PrefixCachedScorer, layer_index, score_in_batches, softmax
-from .tokenization import PromptTokenizer
+from ._loading import LoadedModel
+from ._prompt import FewShotPrompt
+from ._scoring import PrefixCachedScorer, layer_index, score_in_batches, softmax
+from ._tokenization import PromptTokenizer
 
 __all__ = ["CONTENT_FREE", "SCORINGS", "PromptScorer", "calibrated", "clear_feature_cache"]
 
@@ -43,7 +43,7 @@ def clear_feature_cache() -> None:
 
     Examples
     --------
-    >>> from skllm_fewshot.engine import clear_feature_cache
+    >>> from skllm_fewshot import clear_feature_cache
     >>> clear_feature_cache()
     """
     with _FEATURES_LOCK:
@@ -67,7 +67,7 @@ def calibrated(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.engine import calibrated
+    >>> from skllm_fewshot._engine import calibrated
     >>> calibrated(np.array([[0.5, 0.5]]), np.array([0.8, 0.2]))
     array([[0.2, 0.8]])
     """
@@ -93,10 +93,10 @@ class PromptScorer:
     Parameters
     ----------
     loaded : LoadedModel
-        The model and tokenizer (:func:`skllm_fewshot.loading.load_model`).
+        The model and tokenizer (:func:`skllm_fewshot.load_model`).
     prompt : FewShotPrompt
         The prompt; its ``label_words`` are the classes' words, in class order.
-    scoring : {"full_label", "first_token"}, default="full_label"
+    label_scoring : {"full_label", "first_token"}, default="full_label"
         Score every token of a label word, or its first token only (the seed's).
     classes : sequence, optional
         The class of each label word, named in error messages.
@@ -105,7 +105,7 @@ class PromptScorer:
     verbose : bool, default=False
         Show a progress bar while scoring.
     layout : {"packed", "padded", "plain"}, optional
-        Forces a batch layout (see :class:`~skllm_fewshot.scoring.PrefixCachedScorer`).
+        Forces a batch layout (see :class:`~skllm_fewshot._scoring.PrefixCachedScorer`).
 
     Attributes
     ----------
@@ -120,13 +120,13 @@ class PromptScorer:
     ------
     ValueError
         If a label word has no tokens, two words start with the same token under
-        ``scoring="first_token"``, or the prompt alone does not fit the context.
+        ``label_scoring="first_token"``, or the prompt alone does not fit the context.
 
     Examples
     --------
-    >>> from skllm_fewshot.engine import PromptScorer
-    >>> from skllm_fewshot.loading import load_model
-    >>> from skllm_fewshot.prompt import FewShotPrompt
+    >>> from skllm_fewshot._engine import PromptScorer
+    >>> from skllm_fewshot import load_model
+    >>> from skllm_fewshot._prompt import FewShotPrompt
     >>> prompt = FewShotPrompt("Sentiment: {labels}.", [("I love it", "positive")],
     ...                        ["negative", "positive"], "Review", "Sentiment")
     >>> engine = PromptScorer(load_model(), prompt)  # doctest: +SKIP
@@ -139,7 +139,7 @@ class PromptScorer:
         loaded: LoadedModel,
         prompt: FewShotPrompt,
         *,
-        scoring: str = "full_label",
+        label_scoring: str = "full_label",
         classes: Sequence[Any] | None = None,
         batch_size: int | str = 16,
         verbose: bool = False,
@@ -148,7 +148,7 @@ class PromptScorer:
         self.loaded = loaded
         self.prompt = prompt
         # Multi-label: each label's "yes" and "no" differ only at the answer, scored whole.
-        self.scoring = "full_label" if prompt.multi_label else scoring
+        self.label_scoring = "full_label" if prompt.multi_label else label_scoring
         self.classes = list(prompt.label_words if classes is None else classes)
         self.batch_size = batch_size
         self.verbose = verbose
@@ -168,7 +168,7 @@ class PromptScorer:
 
     def _label_tokens(self, tokens: PromptTokenizer) -> list[list[int]]:
         words = self.prompt.answers()
-        if self.scoring == "full_label":
+        if self.label_scoring == "full_label":
             seqs = tokens.label_ids_in_context(words)
         else:
             seqs = [ids[:1] for ids in tokens.label_first_tokens(words)]
@@ -180,15 +180,15 @@ class PromptScorer:
                 raise ValueError(
                     f"The label word {w!r} of class {c!r} tokenizes to nothing; use another word."
                 )
-        if self.scoring == "first_token":
+        if self.label_scoring == "first_token":
             first: dict[int, str] = {}
             for w, ids in zip(words, seqs):
                 if ids[0] in first:
                     piece = tokens.tokenizer.convert_ids_to_tokens(ids[0])
                     raise ValueError(
                         f"The label words {first[ids[0]]!r} and {w!r} start with the same token "
-                        f"({piece!r}), so scoring='first_token' cannot tell them apart; use "
-                        "scoring='full_label' or other label_words."
+                        f"({piece!r}), so label_scoring='first_token' cannot tell them apart; use "
+                        "label_scoring='full_label' or other label_words."
                     )
                 first[ids[0]] = w
         return seqs

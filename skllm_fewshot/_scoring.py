@@ -17,7 +17,7 @@ Three layouts of a batch, equal to 1e-4 in float32:
 - ``"padded"`` (GPU): one row per query, left-padded so every query ends in the
   same column; the prefix cache is expanded to the batch.
 - ``"plain"`` (families not verified for the two above, see
-  :mod:`skllm_fewshot.families`): right-padded rows under a 2-D mask, one per
+  :mod:`skllm_fewshot._families`): right-padded rows under a 2-D mask, one per
   prompt, or per (prompt, label) for labels of several tokens; the model builds
   its own masks and positions.
 """
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .attention import BLOCKS_KWARG, is_block_attention
-from .families import engine_support
-from .tokenization import common_prefix_length
+from ._attention import BLOCKS_KWARG, is_block_attention
+from ._families import engine_support
+from ._tokenization import common_prefix_length
 
 __all__ = ["LAYOUTS", "LabelTrie", "PrefixCachedScorer", "score_in_batches", "softmax"]
 
@@ -48,7 +48,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.scoring import softmax
+    >>> from skllm_fewshot._scoring import softmax
     >>> softmax(np.log([[1.0, 3.0]]))
     array([[0.25, 0.75]])
     """
@@ -78,7 +78,7 @@ class LabelTrie:
 
     Examples
     --------
-    >>> from skllm_fewshot.scoring import LabelTrie
+    >>> from skllm_fewshot._scoring import LabelTrie
     >>> trie = LabelTrie([[5, 6], [5, 7], [8]])
     >>> trie.tokens, trie.reads
     ([5], [[(0, 5), (1, 6)], [(0, 5), (1, 7)], [(0, 8)]])
@@ -147,7 +147,7 @@ class PrefixCachedScorer:
         How a batch is laid out (see the module's notes); by default ``"packed"``
         on a CPU and ``"padded"`` elsewhere. Models of families not verified with
         the engine's masks always take ``"plain"`` (see
-        :mod:`skllm_fewshot.families`).
+        :mod:`skllm_fewshot._families`).
 
     Notes
     -----
@@ -581,7 +581,7 @@ def layer_index(layer: int, n_layers: int) -> int:
 
     Examples
     --------
-    >>> from skllm_fewshot.scoring import layer_index
+    >>> from skllm_fewshot._scoring import layer_index
     >>> layer_index(-1, 30), layer_index(12, 30)
     (30, 12)
     """

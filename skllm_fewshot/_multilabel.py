@@ -3,14 +3,14 @@
 Each label is judged on its own: after the query, every label's ``"word: yes"`` and
 ``"word: no"`` are scored as branches of the label trie, so the query's tokens are
 computed once and the cost grows with the labels' tokens, not with labels x query
-(:meth:`~skllm_fewshot.engine.PromptScorer.label_proba`). A label is predicted when
+(:meth:`~skllm_fewshot._engine.PromptScorer.label_proba`). A label is predicted when
 its probability reaches its threshold.
 
 This module owns the target side: what an indicator ``y`` is (:func:`is_indicator`,
 :func:`check_indicator`), the per-label thresholds (:func:`tune_thresholds`) and the
 decision (:func:`decide`). The multi-label heads that produce the probabilities,
 ``MultiLabelPromptHead`` and ``MultiLabelFeatureHead``, live with the other heads in
-:mod:`skllm_fewshot.heads`, which imports this module (never the other way round).
+:mod:`skllm_fewshot._heads`, which imports this module (never the other way round).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def check_indicator(y: Any) -> tuple[np.ndarray, np.ndarray]:
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.multilabel import check_indicator
+    >>> from skllm_fewshot._multilabel import check_indicator
     >>> names, Y = check_indicator(np.array([[1, 0], [1, 1]]))
     >>> names.tolist(), Y.tolist()
     ([0, 1], [[1, 0], [1, 1]])
@@ -90,7 +90,7 @@ def fixed_thresholds(threshold: Any, n_labels: int) -> np.ndarray:
 
     Examples
     --------
-    >>> from skllm_fewshot.multilabel import fixed_thresholds
+    >>> from skllm_fewshot._multilabel import fixed_thresholds
     >>> fixed_thresholds("auto", 2), fixed_thresholds(0.3, 1)
     (array([0.5, 0.5]), array([0.3]))
     """
@@ -103,7 +103,7 @@ def tune_thresholds(proba: np.ndarray, Y: np.ndarray, default: float = 0.5) -> n
     Examples
     --------
     >>> import numpy as np
-    >>> from skllm_fewshot.multilabel import tune_thresholds
+    >>> from skllm_fewshot._multilabel import tune_thresholds
     >>> p = np.linspace(0, 1, 20)[:, None]
     >>> tune_thresholds(p, (p > 0.3).astype(int)).round(2).tolist()
     [0.29]
