@@ -272,7 +272,7 @@ def main(argv=None) -> None:
     if records or costs:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(dict(meta=meta, records=records, costs=costs)) + "\n")
-    runs = [*earlier[len(earlier) - args.merge :]] if args.merge else []
+    runs = earlier[max(0, len(earlier) - args.merge) :] if args.merge else []
     merged, merged_costs = {}, {}
     for run in [*runs, dict(meta=meta, records=records, costs=costs)]:
         merged.update({(r["model"], r["task"], r["draw"], r["k"], r["config"]): r for r in run["records"]})
