@@ -137,7 +137,9 @@ def library_pick(record: dict, with_tuned: tuple[str, ...] = ()) -> str:
         "mean_test_score": folds.mean(0),
         **{f"split{i}_test_score": f for i, f in enumerate(folds)},
     }
-    return names[pick_within_noise(cv_results, names)]
+    n_rows = record["k"] * len(record["classes"])
+    ratio = float(np.mean([len(f["y"]) / (n_rows - len(f["y"])) for f in record["folds"]]))
+    return names[pick_within_noise(cv_results, names, test_train_ratio=ratio, n_rows=n_rows)]
 
 
 def report(path: Path) -> str:

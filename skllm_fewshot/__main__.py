@@ -49,7 +49,9 @@ def demo(args: argparse.Namespace) -> int:
     loaded = time.perf_counter()
     proba = clf.predict_proba(DEMO_REVIEWS)
     done = time.perf_counter()
-    print(f"model: {args.model or DEFAULT_MODEL + ' (the embedded default)'}, label_scoring={args.label_scoring}")
+    print(
+        f"model: {args.model or DEFAULT_MODEL + ' (the embedded default)'}, label_scoring={args.label_scoring}"
+    )
     print(
         f"import: {imported - start:.1f} s, fit (model load + prompt): {loaded - imported:.1f} s, "
         f"predict_proba: {done - loaded:.2f} s\n"

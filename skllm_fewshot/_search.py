@@ -54,6 +54,8 @@ __all__ = [
     "CONSTANT",
     "FINE_TUNE_MAX_CLASSES",
     "FINE_TUNE_MIN_ROWS",
+    "MIN_ROWS",
+    "NOISE_SE",
     "FewShotLLMClassifierCV",
     "default_candidates",
     "default_cv",
@@ -249,15 +251,28 @@ def default_fallback(classifier: FewShotLLMClassifier) -> ProductOfExperts:
 
 
 # How many standard errors of the fold-by-fold difference with the constant predictor
-# the best candidate must clear to replace the prompt (benchmarks/bench_pick_rule.py).
-NOISE_SE = 2.0
+# the best candidate must clear to replace the prompt; the standard error is corrected
+# for folds that share rows (Nadeau and Bengio 2003), which at 3 folds repeated twice
+# makes it the bar of 2 uncorrected standard errors (benchmarks/bench_pick_rule.py).
+NOISE_SE = 1.0
+# Below this many labelled rows the prompt is kept whatever the folds say: with 2
+# classes and 2 rows each, every fold trains on one row per class and scores two, and
+# a union that was lucky on 4 rows scored 0.48 against the prompt's 0.80 on unseen
+# test rows (benchmarks/bench_pick_rule.py).
+MIN_ROWS = 8
 # The name of the prior-class predictor cross-validated beside the candidates: the bar
 # a candidate must clear to show that it learned anything from the rows.
 CONSTANT = "constant"
 
 
 def pick_within_noise(
-    cv_results: dict, names: Sequence[str], reference: str = "prompt", baseline: str = CONSTANT
+    cv_results: dict,
+    names: Sequence[str],
+    reference: str = "prompt",
+    baseline: str = CONSTANT,
+    *,
+    test_train_ratio: float = 0.0,
+    n_rows: int | None = None,
 ) -> int:
     """The best candidate, unless it does not beat the constant predictor beyond noise: then ``reference``.
 
@@ -268,6 +283,12 @@ def pick_within_noise(
     merely less sure than the prompt (its log-loss near the constant's) wins the mean
     log-loss while knowing nothing; the prompt at least knows the task from its
     instruction. ``baseline`` itself is never the pick.
+
+    Repeated folds share their rows, so their scores are not independent: the
+    standard error is the corrected one of Nadeau and Bengio (2003),
+    ``std * sqrt(1 / n_folds + test_train_ratio)``, which counts the evidence as the
+    rows it comes from rather than the number of folds. Below ``MIN_ROWS`` labelled
+    rows (``n_rows``) the reference is kept.
 
     Parameters
     ----------
@@ -280,6 +301,11 @@ def pick_within_noise(
         name (or without ``baseline``), the best is taken.
     baseline : str, default="constant"
         The candidate whose fold scores are the bar.
+    test_train_ratio : float, default=0.0
+        Held-out rows over training rows in a fold (0.5 for 3 folds); 0 treats the
+        folds as independent.
+    n_rows : int, default=None
+        The labelled rows the folds are cut from; ``None`` skips the ``MIN_ROWS`` rule.
 
     Returns
     -------
@@ -304,8 +330,11 @@ def pick_within_noise(
     >>> # As unsure as the constant (ln 2 = 0.693), better than the prompt only in the mean:
     >>> pick_within_noise(results([-0.78, -0.80, -0.69], [-0.62, -0.86, -0.69], [-0.70, -0.79, -0.69]), names)
     1
-    >>> pick_within_noise(results([-0.40, -0.80, -0.69], [-0.35, -0.86, -0.69], [-0.45, -0.79, -0.69]), names)
+    >>> clear = results([-0.40, -0.80, -0.69], [-0.35, -0.86, -0.69], [-0.45, -0.79, -0.69])
+    >>> pick_within_noise(clear, names, test_train_ratio=0.5, n_rows=12)
     0
+    >>> pick_within_noise(clear, names, test_train_ratio=0.5, n_rows=4)  # too few rows to tell
+    1
     """
     names = list(names)
     means = np.asarray(cv_results["mean_test_score"], dtype=float).copy()
@@ -314,11 +343,18 @@ def pick_within_noise(
     best = int(np.nanargmax(means))
     if reference not in names or baseline not in names or names[best] == reference:
         return best
+    if n_rows is not None and n_rows < MIN_ROWS:
+        return names.index(reference)
     n_splits = sum(1 for key in cv_results if key.startswith("split") and key.endswith("_test_score"))
     folds = np.array([cv_results[f"split{i}_test_score"] for i in range(n_splits)], dtype=float)
     gain = folds[:, best] - folds[:, names.index(baseline)]
-    se = gain.std(ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else np.inf
+    se = gain.std(ddof=1) * math.sqrt(1 / len(gain) + test_train_ratio) if len(gain) > 1 else np.inf
     return best if gain.mean() > NOISE_SE * se else names.index(reference)
+
+
+def _test_train_ratio(cv: Any, X: Any, y: Any) -> float:
+    """Held-out rows over training rows, averaged over the folds of ``cv``."""
+    return float(np.mean([len(test) / max(1, len(train)) for train, test in cv.split(X, y)]))
 
 
 def _verbose(estimator: Any, verbose: bool) -> Any:
@@ -608,7 +644,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             search = GridSearchCV(
                 Pipeline([("model", estimators[0])]), {"model": estimators},
                 scoring=scoring, cv=cv, n_jobs=self.n_jobs, error_score="raise",
-                refit=functools.partial(pick_within_noise, names=names),
+                refit=functools.partial(
+                    pick_within_noise, names=names, test_train_ratio=_test_train_ratio(cv, X, y), n_rows=len(y)
+                ),
                 verbose=int(bool(self.verbose) and not in_process),
             )  # fmt: skip
             search.fit(X, y)

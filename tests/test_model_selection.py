@@ -241,6 +241,30 @@ def test_a_candidate_no_better_than_the_constant_does_not_replace_the_prompt():
     assert pick_within_noise(_results([-0.9, -0.8, -0.5], [-0.9, -0.8, -0.5]), names) == 1
 
 
+def test_the_bar_counts_the_rows_not_the_repeated_folds():
+    from skllm_fewshot.model_selection import MIN_ROWS, NOISE_SE
+
+    names = ["union", "prompt", "constant"]
+    # 2 folds repeated 4 times: 8 fold scores from the same few rows.
+    gains = np.array([0.02, 0.35, 0.01, 0.30, 0.00, 0.28, 0.01, 0.03])
+    folds = _results(*[[-0.693 + g, -0.9, -0.693] for g in gains])
+    independent = gains.mean() / (gains.std(ddof=1) / np.sqrt(len(gains)))
+    corrected = gains.mean() / (gains.std(ddof=1) * np.sqrt(1 / len(gains) + 1.0))
+    assert corrected < NOISE_SE < independent
+    assert pick_within_noise(folds, names) == 0  # the folds taken as independent evidence
+    assert pick_within_noise(folds, names, test_train_ratio=1.0) == 1  # one held-out row per training row
+    # Below MIN_ROWS labelled rows the prompt stays, however clear the folds look.
+    clear = _results(*[[-0.3, -0.9, -0.693]] * 3 + [[-0.35, -0.9, -0.693]])
+    assert pick_within_noise(clear, names, n_rows=MIN_ROWS) == 0
+    assert pick_within_noise(clear, names, n_rows=MIN_ROWS - 1) == 1
+
+
+def test_with_two_rows_in_each_of_two_classes_the_search_keeps_the_prompt(make_clf):
+    X4, y4 = ["great fun", "awful mess", "loved it", "boring film"], ["pos", "neg", "pos", "neg"]
+    search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X4, y4)
+    assert search.best_name_ == "prompt"
+
+
 def test_a_candidate_may_not_take_the_constant_s_name(make_clf):
     with pytest.raises(ValueError, match="'constant' is the name"):
         FewShotLLMClassifierCV(candidates=[("constant", GaussianNB()), ("nb", GaussianNB())]).fit(
