@@ -78,7 +78,5 @@ def test_domain_without_texts_is_content_free_calibration(make_clf):
 
 
 def test_bad_calibrate_is_explained(make_clf):
-    with pytest.raises(
-        ValueError, match=r"'calibrate' parameter .* Got 'contextual'"
-    ):
+    with pytest.raises(ValueError, match=r"'calibrate' parameter .* Got 'contextual'"):
         make_clf(calibrate="contextual").fit(X, Y)
