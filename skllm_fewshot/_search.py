@@ -26,12 +26,19 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import check_scoring, get_scorer_names
-from sklearn.model_selection import GridSearchCV, RepeatedKFold, RepeatedStratifiedKFold, check_cv
+from sklearn.metrics import check_scoring, get_scorer_names, log_loss, make_scorer
+from sklearn.model_selection import (
+    GridSearchCV,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    ShuffleSplit,
+    StratifiedShuffleSplit,
+    check_cv,
+)
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
@@ -39,7 +46,7 @@ from tqdm.auto import tqdm
 from ._classifier import FewShotLLMClassifier
 from ._ensemble import ProductOfExperts
 from ._feature_extraction import LLMFeatures
-from ._finetuning import LoRAFineTuning
+from ._finetuning import LoRAFineTuning, auto_steps
 from ._multilabel import check_indicator, is_indicator
 from ._validation import (
     HasMethods,
@@ -75,6 +82,18 @@ __all__ = [
 # rows it was not measured, and the folds would train it on 2-5 rows per class.
 FINE_TUNE_MIN_ROWS = 8
 FINE_TUNE_MAX_CLASSES = 4
+
+# From HOLDOUT_MIN_ROWS rows in the rarest class (and with cv=None) the search fits each
+# candidate once, on a stratified HOLDOUT_SIZE of the rows held out, instead of on
+# repeated folds: the rows are then many enough for one split to tell the candidates
+# apart, and the fit costs one pass and one adapter more than the refit, not four.
+# The held-out rows are scored in HOLDOUT_BLOCKS disjoint blocks, the evidence the
+# pick's rule weighs, and the adapter's trial fit trains for the steps of at most
+# ADAPTER_TRIAL_ROWS rows (its refit on every row takes its full number of steps).
+HOLDOUT_MIN_ROWS = 64
+HOLDOUT_SIZE = 0.25
+HOLDOUT_BLOCKS = 8
+ADAPTER_TRIAL_ROWS = 128
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -357,11 +376,60 @@ def _test_train_ratio(cv: Any, X: Any, y: Any) -> float:
     return float(np.mean([len(test) / max(1, len(train)) for train, test in cv.split(X, y)]))
 
 
+def _trial(estimator: Any, n_train: int) -> Any:
+    """``estimator`` for its trial fit on the held-out split: an adapter left at its
+    automatic number of steps trains for those of at most ``ADAPTER_TRIAL_ROWS`` rows."""
+    if not isinstance(estimator, FewShotLLMClassifier) or not isinstance(estimator.head, LoRAFineTuning):
+        return estimator
+    tuning = estimator.head
+    if tuning.max_steps != "auto":
+        return estimator
+    steps = auto_steps(min(n_train, ADAPTER_TRIAL_ROWS), tuning.batch_size)
+    return clone(estimator).set_params(head=clone(tuning).set_params(max_steps=steps))
+
+
+def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) -> tuple[float, float]:
+    """Seconds per row read by ``classifier``'s model, and per adapter step, measured on a
+    few of the rows (the model is loaded here if it is not yet)."""
+    y = np.asarray(y, dtype=object) if not hasattr(y, "iloc") else y
+    rng = check_random_state(0)
+    rows = rng.permutation(len(X))
+    few, timed = rows[: min(8, len(rows))], rows[-min(8, len(rows)) :]
+    probe = clone(classifier).set_params(n_examples_per_class=0, calibrate=False, verbose=False)
+    probe.fit(_safe_indexing(X, few), _safe_indexing(y, few))
+    start = time.perf_counter()
+    probe.features(np.asarray(_safe_indexing(X, timed), dtype=object))
+    row_s = (time.perf_counter() - start) / len(timed)
+    step_s = 0.0
+    if adapter:
+        start = time.perf_counter()
+        clone(probe).set_params(head=LoRAFineTuning(max_steps=2)).fit(
+            _safe_indexing(X, few), _safe_indexing(y, few)
+        )
+        step_s = (time.perf_counter() - start) / 2
+    return row_s, step_s
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def _verbose(estimator: Any, verbose: bool) -> Any:
     """``estimator`` with ``verbose`` set on every nested FewShotLLMClassifier (its scoring bars)."""
     if not verbose:
         return estimator
-    nested = {k: True for k, v in estimator.get_params().items() if k.endswith("verbose") and v is False}
+    params = estimator.get_params()
+
+    def owner(key: str) -> Any:
+        return params[key.rsplit("__", 1)[0]] if "__" in key else estimator
+
+    # Only the classifiers' bars: a Pipeline's or a LogisticRegression's verbose prints
+    # lines of its own on every fit.
+    nested = {
+        key: True
+        for key, value in params.items()
+        if key.endswith("verbose") and value is False and isinstance(owner(key), FewShotLLMClassifier)
+    }
     return clone(estimator).set_params(**nested) if nested else estimator
 
 
@@ -624,8 +692,6 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             self.best_estimator_ = _verbose(self._fallback(multi_label), self.verbose).fit(X, y)
             self.refit_time_ = time.perf_counter() - start
             return copy_input_attributes(self, self.best_estimator_)
-        cv = default_cv(k, multi_label, self.random_state) if self.cv is None else self.cv
-        cv = check_cv(cv, y, classifier=True)
         scoring = self.scoring
         if scoring is None:
             scoring = "f1_micro" if multi_label else "neg_log_loss"
@@ -633,6 +699,91 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         names = [name for name, _ in candidates] + [CONSTANT]
         estimators = [_verbose(estimator, self.verbose) for _, estimator in candidates]
         estimators.append(DummyClassifier(strategy="prior"))
+        holdout = self.cv is None and k >= HOLDOUT_MIN_ROWS
+        if not holdout:
+            cv = check_cv(
+                default_cv(k, multi_label, self.random_state) if self.cv is None else self.cv,
+                y,
+                classifier=True,
+            )
+        if self.verbose:
+            print(self._plan(X, y, names, estimators, None if holdout else cv))
+        if holdout:
+            cv_results, best, self.best_estimator_, self.refit_time_ = self._search_holdout(
+                X, y, names, estimators, scoring, multi_label
+            )
+        else:
+            cv_results, best, self.best_estimator_, self.refit_time_ = self._search_folds(
+                X, y, names, estimators, scoring, cv
+            )
+        self.best_name_ = names[best]
+        self.best_score_ = float(cv_results["mean_test_score"][best])
+        self.cv_results_ = {"name": np.array(names, dtype=object), **cv_results}
+        return copy_input_attributes(self, self.best_estimator_)
+
+    def _plan(self, X: Any, y: Any, names: list[str], estimators: list[Any], cv: Any) -> str:
+        """What the search is about to do, and how long it should take on this machine.
+
+        The time comes from a quick measurement: one prompt fitted on a few rows and
+        timed on a few more (and, with an adapter among the candidates, two of its
+        steps), scaled by the passes over the rows and the adapter's steps.
+        """
+        n = len(y)
+        if cv is None:
+            n_train = n - math.ceil(HOLDOUT_SIZE * n)
+            fits, how = (
+                [n_train],
+                f"one held-out split ({n - n_train} of {n} rows, scored in {HOLDOUT_BLOCKS} blocks)",
+            )
+        else:
+            splits = list(cv.split(np.zeros(n), y))
+            fits, how = [len(train) for train, _ in splits], f"{len(splits)} folds of the {n} rows"
+        adapters = [
+            e
+            for e in estimators
+            if isinstance(e, FewShotLLMClassifier) and isinstance(e.head, LoRAFineTuning)
+        ]
+        lines = [
+            f"{type(self).__name__}: {len(names) - 1} candidates ({', '.join(names[:-1])}) and the constant "
+            f"predictor on {how}, then the pick refitted on every row.",
+            f"  passes of the model over the rows: {len(fits) + 1} (one per prompt: "
+            f"{len(fits)} for the search, 1 for the refit)",
+        ]
+        steps, refit_steps = 0, 0
+        if adapters:
+            tuning = adapters[0].head
+
+            def steps_for(rows: int, trial: bool) -> int:
+                if tuning.max_steps != "auto":
+                    return tuning.max_steps
+                return auto_steps(min(rows, ADAPTER_TRIAL_ROWS) if trial else rows, tuning.batch_size)
+
+            per_fit = [steps_for(m, trial=cv is None) for m in fits]
+            steps, refit_steps = sum(per_fit), steps_for(n, trial=False)
+            lines.append(
+                f"  adapter steps: {' + '.join(map(str, per_fit))} for the search, {refit_steps} more if picked"
+            )
+        source = self._classifier()
+        if isinstance(source, FewShotLLMClassifier):
+            row_s, step_s = _measure(source, X, y, bool(adapters))
+            frozen = (len(fits) + 1) * n * row_s
+            with_adapter = frozen + (steps + refit_steps) * step_s + sum(n - m for m in fits) * row_s
+            lines.append(
+                f"  measured here: {row_s:.2f} s per row read"
+                + (f", {step_s:.1f} s per adapter step" if adapters else "")
+                + f"; expected: about {_duration(with_adapter if adapters else frozen)}"
+                + (
+                    f" ({_duration(frozen + steps * step_s)} if the adapter is not picked)"
+                    if adapters
+                    else ""
+                )
+            )
+        return "\n".join(lines)
+
+    def _search_folds(
+        self, X: Any, y: Any, names: list[str], estimators: list[Any], scoring: Any, cv: Any
+    ) -> tuple[dict, int, Any, float]:
+        """Every candidate on every fold of ``cv`` (GridSearchCV), then the pick refitted."""
         in_process = self.n_jobs in (None, 1)
         with tqdm(
             total=len(estimators) * cv.get_n_splits(X, y), desc="candidates x folds",
@@ -650,12 +801,62 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
                 verbose=int(bool(self.verbose) and not in_process),
             )  # fmt: skip
             search.fit(X, y)
-        self.best_name_ = names[search.best_index_]
-        self.best_score_ = float(search.cv_results_["mean_test_score"][search.best_index_])
-        self.cv_results_ = {"name": np.array(names, dtype=object), **search.cv_results_}
-        self.refit_time_ = float(search.refit_time_)
-        self.best_estimator_ = search.best_estimator_[-1]
-        return copy_input_attributes(self, self.best_estimator_)
+        return (
+            search.cv_results_,
+            int(search.best_index_),
+            search.best_estimator_[-1],
+            float(search.refit_time_),
+        )
+
+    def _search_holdout(
+        self, X: Any, y: Any, names: list[str], estimators: list[Any], scoring: Any, multi_label: bool
+    ) -> tuple[dict, int, Any, float]:
+        """Every candidate fitted once on a held-out split, scored on blocks of its held-out
+        rows; the pick refitted on every row (the adapter with its full number of steps)."""
+        split = (ShuffleSplit if multi_label else StratifiedShuffleSplit)(
+            n_splits=1, test_size=HOLDOUT_SIZE, random_state=self.random_state
+        )
+        train, test = next(split.split(np.zeros(len(y)), y))
+        order = check_random_state(self.random_state).permutation(test)
+        if not multi_label:  # dealt out class by class, so that each block has every class it can
+            order = order[np.argsort(np.asarray(y, dtype=object)[order].astype(str), kind="stable")]
+        blocks = [block for block in (order[i::HOLDOUT_BLOCKS] for i in range(HOLDOUT_BLOCKS)) if len(block)]
+        if scoring == "neg_log_loss":  # a block may lack a class: the labels are the search's
+            scoring = make_scorer(
+                log_loss, labels=self.classes_, greater_is_better=False, response_method="predict_proba"
+            )
+        scorer = check_scoring(estimators[0], scoring=scoring)
+        fit_times, score_times, scores = [], [], []
+        for estimator in tqdm(estimators, desc="candidates", disable=not self.verbose):
+            start = time.perf_counter()
+            fitted = clone(_trial(estimator, len(train))).fit(
+                _safe_indexing(X, train), _safe_indexing(y, train)
+            )
+            fit_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            scores.append([scorer(fitted, _safe_indexing(X, b), _safe_indexing(y, b)) for b in blocks])
+            score_times.append(time.perf_counter() - start)
+        folds = np.array(scores, dtype=float).T  # (blocks, candidates)
+        means = folds.mean(axis=0)
+        cv_results = {
+            "mean_fit_time": np.array(fit_times),
+            "std_fit_time": np.zeros(len(names)),
+            "mean_score_time": np.array(score_times),
+            "std_score_time": np.zeros(len(names)),
+            "param_model": np.array(estimators, dtype=object),
+            "params": [{"model": estimator} for estimator in estimators],
+            **{f"split{i}_test_score": fold for i, fold in enumerate(folds)},
+            "mean_test_score": means,
+            "std_test_score": folds.std(axis=0),
+            "rank_test_score": (np.argsort(np.argsort(-means, kind="stable"), kind="stable") + 1).astype(
+                np.int32
+            ),
+        }
+        # The blocks share no rows, and the candidates one training set.
+        best = pick_within_noise(cv_results, names, n_rows=len(y))
+        start = time.perf_counter()
+        refitted = clone(estimators[best]).fit(X, y)
+        return cv_results, best, refitted, time.perf_counter() - start
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the best candidate.

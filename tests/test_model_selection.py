@@ -16,7 +16,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skllm_fewshot import FewShotLLMClassifier
+from skllm_fewshot import FewShotLLMClassifier, LoRAFineTuning
 from skllm_fewshot._ensemble import ProductOfExperts
 from skllm_fewshot._search import (
     FewShotLLMClassifierCV,
@@ -165,7 +165,11 @@ def test_verbose_shows_one_bar_over_candidates_and_folds_and_times_are_reported(
     quiet = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X, Y)
     assert capsys.readouterr().err == ""
     loud = FewShotLLMClassifierCV(make_clf(), random_state=0, verbose=True).fit(X, Y)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    # The plan first: what will be fitted, how many passes, and the time measured here.
+    assert "8 candidates (head_C0.01," in out and "6 folds of the 18 rows" in out
+    assert "passes of the model over the rows: 7" in out and "s per row read; expected: about" in out
+    assert "[Pipeline]" not in out  # only the classifiers' bars are switched on, not the pipelines' lines
     # 8 candidates and the constant x 3 folds x 2 repeats, the bar at its end.
     assert "candidates x folds" in err and "54/54" in err
     assert loud.best_name_ == quiet.best_name_
@@ -328,3 +332,61 @@ def test_candidates_share_one_seed_when_the_classifier_has_none(make_clf):
     assert isinstance(seed, int) and base.random_state is None
     again = FewShotLLMClassifierCV(base, random_state=0).fit(X, Y)
     np.testing.assert_array_equal(again.predict_proba(X), search.predict_proba(X))
+
+
+def _many_rows(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(0)
+    words = {"positive": ["great", "loved", "wonderful", "fun"], "negative": ["awful", "boring", "bad", "dull"]}
+    texts, labels = [], []
+    for label, pool in words.items():
+        for i in range(per_class):
+            texts.append(f"{rng.choice(pool)} film number {i} {rng.choice(pool)}")
+            labels.append(label)
+    return np.array(texts, dtype=object), np.array(labels, dtype=object)
+
+
+def test_with_many_rows_each_candidate_is_fitted_once_on_a_held_out_split(make_clf):
+    from skllm_fewshot._search import HOLDOUT_BLOCKS, HOLDOUT_MIN_ROWS
+
+    X_many, y_many = _many_rows(HOLDOUT_MIN_ROWS)
+    search = FewShotLLMClassifierCV(make_clf(), fine_tune=False, random_state=0).fit(X_many, y_many)
+    results = search.cv_results_
+    assert list(results["name"]) == NAMES + ["constant"]
+    assert [key for key in results if key.startswith("split")] == [
+        f"split{i}_test_score" for i in range(HOLDOUT_BLOCKS)
+    ]
+    folds = np.array([results[f"split{i}_test_score"] for i in range(HOLDOUT_BLOCKS)])
+    np.testing.assert_allclose(folds.mean(axis=0), results["mean_test_score"])
+    assert (results["mean_fit_time"] > 0).all() and results["rank_test_score"].min() == 1
+    assert search.best_name_ != "constant" and search.refit_time_ > 0
+    # The pick is refitted on every row.
+    assert search.predict_proba(X_many).shape == (len(X_many), 2)
+    assert search.best_estimator_.classes_.tolist() == ["negative", "positive"]
+    # Below the threshold, the repeated folds.
+    few = FewShotLLMClassifierCV(make_clf(), fine_tune=False, random_state=0).fit(*_many_rows(8))
+    assert sum(key.startswith("split") for key in few.cv_results_) == 3
+
+
+def test_the_adapters_trial_fit_is_short_and_its_refit_full():
+    from skllm_fewshot._finetuning import auto_steps
+    from skllm_fewshot._search import ADAPTER_TRIAL_ROWS, _trial
+
+    lora = FewShotLLMClassifier(head=LoRAFineTuning())
+    trial = _trial(lora, 1000)
+    assert trial.head.max_steps == auto_steps(ADAPTER_TRIAL_ROWS, 8) < auto_steps(1000, 8)
+    assert lora.head.max_steps == "auto"  # the candidate itself, refitted on every row, is untouched
+    fixed = FewShotLLMClassifier(head=LoRAFineTuning(max_steps=7))
+    assert _trial(fixed, 1000) is fixed and _trial(FewShotLLMClassifier(), 1000).head is None
+
+
+def test_the_plan_counts_the_adapters_steps(make_clf, capsys):
+    pytest.importorskip("peft")
+    from skllm_fewshot._finetuning import auto_steps
+
+    quick = make_clf(head=LoRAFineTuning(max_steps=3), calibrate=False)
+    search = FewShotLLMClassifierCV(make_clf(), candidates=[("prompt", make_clf()), ("lora", quick)], verbose=True)
+    search.fit(X, Y)
+    out = capsys.readouterr().out
+    assert "adapter steps: 3 + 3 + 3 + 3 + 3 + 3 for the search, 3 more if picked" in out
+    assert "s per adapter step" in out and "if the adapter is not picked" in out
+    assert auto_steps(12, 8) == 20  # what "auto" would have trained
