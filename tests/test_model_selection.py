@@ -336,7 +336,10 @@ def test_candidates_share_one_seed_when_the_classifier_has_none(make_clf):
 
 def _many_rows(per_class: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.RandomState(0)
-    words = {"positive": ["great", "loved", "wonderful", "fun"], "negative": ["awful", "boring", "bad", "dull"]}
+    words = {
+        "positive": ["great", "loved", "wonderful", "fun"],
+        "negative": ["awful", "boring", "bad", "dull"],
+    }
     texts, labels = [], []
     for label, pool in words.items():
         for i in range(per_class):
@@ -384,7 +387,9 @@ def test_the_plan_counts_the_adapters_steps(make_clf, capsys):
     from skllm_fewshot._finetuning import auto_steps
 
     quick = make_clf(head=LoRAFineTuning(max_steps=3), calibrate=False)
-    search = FewShotLLMClassifierCV(make_clf(), candidates=[("prompt", make_clf()), ("lora", quick)], verbose=True)
+    search = FewShotLLMClassifierCV(
+        make_clf(), candidates=[("prompt", make_clf()), ("lora", quick)], verbose=True
+    )
     search.fit(X, Y)
     out = capsys.readouterr().out
     assert "adapter steps: 3 + 3 + 3 + 3 + 3 + 3 for the search, 3 more if picked" in out
