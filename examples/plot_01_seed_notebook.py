@@ -177,7 +177,7 @@ pd.concat(
         "first_token": pd.DataFrame(seed_like.predict_proba(first_three), columns=seed_like.classes_),
         "full_label": pd.DataFrame(full_label.predict_proba(first_three), columns=full_label.classes_),
     },
-    names=["scoring", "tweet"],
+    names=["label_scoring", "tweet"],
 ).round(3)
 
 # %%

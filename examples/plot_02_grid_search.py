@@ -70,7 +70,7 @@ print(f"{n_fits} fits, model loads so far: {model_cache_info()['loads']}")
 import pandas as pd
 
 results = pd.DataFrame(search.cv_results_)
-params = ["param_n_examples_per_class", "param_scoring", "param_calibrate"]
+params = ["param_n_examples_per_class", "param_label_scoring", "param_calibrate"]
 table = results[params + ["mean_test_score", "std_test_score"]]
 table.sort_values("mean_test_score", ascending=False).round(3)
 
@@ -81,7 +81,7 @@ table.sort_values("mean_test_score", ascending=False).round(3)
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6.5, 4))
-for (scoring, calibrate), group in results.groupby(["param_scoring", "param_calibrate"]):
+for (scoring, calibrate), group in results.groupby(["param_label_scoring", "param_calibrate"]):
     group = group.sort_values("param_n_examples_per_class")
     shots = group["param_n_examples_per_class"].astype(int)
     mean, std = group["mean_test_score"], group["std_test_score"]
@@ -92,7 +92,7 @@ for (scoring, calibrate), group in results.groupby(["param_scoring", "param_cali
         marker="o",
         capsize=3,
         linestyle="-" if scoring == "full_label" else "--",
-        label=f"scoring={scoring!r}, calibrate={calibrate}",
+        label=f"label_scoring={scoring!r}, calibrate={calibrate}",
     )
 ax.axhline(1 / 7, color="grey", linewidth=1, linestyle=":", label="chance (1/7)")
 ax.set(

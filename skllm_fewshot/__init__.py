@@ -7,6 +7,7 @@ loop), :mod:`~skllm_fewshot.dask` and :mod:`~skllm_fewshot.exceptions`. Modules 
 name starts with an underscore are the implementation and may change without notice.
 """
 
+from ._active import suggest_labels
 from ._classifier import FewShotLLMClassifier
 from ._engine import clear_feature_cache
 from ._ensemble import ProductOfExperts
@@ -32,5 +33,6 @@ __all__ = [
     "engine_support",
     "load_model",
     "model_cache_info",
+    "suggest_labels",
 ]
 __version__ = "0.2.0"

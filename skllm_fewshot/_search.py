@@ -474,7 +474,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         ``None``: :func:`default_cv`, ``min(3, k)`` folds (k: the rows of the smallest class; for
         multi-label, of the rarest label or its absence), stratified for one label
         per row, repeated ``ceil(8 / k)`` times, so that about 8 held-out rows per
-        class vote.
+        class vote; from 64 rows in the smallest class, one held-out split (Notes).
     fallback : estimator or None, default=None
         Fitted when a class has a single row; ``None`` is :func:`default_fallback`.
     random_state : int, RandomState instance or None, default=None
@@ -529,6 +529,15 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     SST-2 rows (k = 8) fit in about 20 s, 4.3x one :class:`FewShotLLMClassifier`
     fitted and predicting the same rows (``docs/performance.md``). ``predict`` costs
     one pass, as for one :class:`FewShotLLMClassifier`.
+
+    From ``HOLDOUT_MIN_ROWS`` (64) rows in the smallest class, with ``cv=None``, the
+    search fits each candidate once instead, on a stratified 75% of the rows, and
+    scores it on the other 25% in 8 disjoint blocks (the evidence of
+    :func:`pick_within_noise`); the adapter's trial fit trains for the steps of at
+    most 128 rows, and the pick is refitted on every row. That is 2 passes over the
+    rows, and the adapter's full training once if it is picked. ``verbose=True``
+    prints this plan before the search starts, with the time it should take on the
+    machine, from a quick measurement.
 
     The fine-tuned candidate adds, per fold and for the refit, the training of an
     adapter: ``LoRAFineTuning``'s default number of steps of 8 rows, each a

@@ -1,0 +1,135 @@
+"""The default search as rows grow: its cost, what it picks, and how close that is to the best.
+
+For each task and k (rows per class; one draw of ``bench_accuracy.py``'s rows and its
+300 test rows), ``FewShotLLMClassifierCV`` with the defaults (``fine_tune="auto"``: with
+``peft`` and up to 4 classes, LoRA fine-tuning is a candidate) is fitted and timed, and
+its pick scored on the test rows. Then every default candidate is fitted once on all k
+rows per class and scored the same way, which gives the best candidate's test accuracy
+and the cost of the most expensive candidate fitted once (the adapter's fit reuses the
+search's refit where the adapter was the pick). The ratio of the two costs is the
+search's overhead.
+
+    python benchmarks/bench_pick_scale.py --tasks sst2 --ks 8 32 128 512 --draws 1 --threads 2
+
+Appends one record per cell to ``docs/pick_scale.jsonl`` and writes the table of the
+newest records to ``docs/pick_scale_latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
+
+RECORDS = ROOT / "docs" / "pick_scale.jsonl"
+TABLE = ROOT / "docs" / "pick_scale_latest.md"
+
+
+def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score
+
+    from skllm_fewshot import clear_feature_cache
+
+    X, y, Xt, yt = load_task(task, args, args.test)
+    rows = np.concatenate([o[:k] for o in draw_rows(y, draw, k)])
+    search = make_configs(task, draw, ["pick"], args.model)["pick"]
+    search.set_params(fine_tune=args.fine_tune)
+    clear_feature_cache()
+    start = time.perf_counter()
+    search.fit(X[rows], y[rows])
+    search_s = time.perf_counter() - start
+    accuracy = {"pick": accuracy_score(yt, search.predict(Xt))}
+    fit_s = {}
+    for name, candidate in zip(search.cv_results_["name"], search.cv_results_["params"]):
+        if name == "constant":
+            continue
+        if name == search.best_name_:
+            fitted, fit_s[name] = search.best_estimator_, search.refit_time_
+        else:
+            start = time.perf_counter()
+            fitted = clone(candidate["model"]).fit(X[rows], y[rows])
+            fit_s[name] = time.perf_counter() - start
+        accuracy[name] = accuracy_score(yt, fitted.predict(Xt))
+        print(task, k, name, f"{accuracy[name]:.3f}", f"{fit_s[name]:.0f} s", flush=True)
+    best = max((n for n in accuracy if n != "pick"), key=accuracy.get)
+    costliest = max(fit_s, key=fit_s.get)
+    return dict(
+        task=task, draw=draw, k=k, rows=len(rows), fine_tune=args.fine_tune, threads=args.threads,
+        picked=search.best_name_, search_s=search_s, pick_accuracy=accuracy["pick"],
+        best_candidate=best, best_accuracy=accuracy[best], costliest=costliest,
+        costliest_fit_s=fit_s[costliest], overhead=search_s / fit_s[costliest],
+        accuracy=accuracy, fit_s=fit_s, folds=sum(key.startswith("split") for key in search.cv_results_),
+        date=time.strftime("%Y-%m-%d"), command=args.command,
+    )  # fmt: skip
+
+
+def render(records: list[dict]) -> str:
+    lines = [
+        '`FewShotLLMClassifierCV` with its defaults (`fine_tune="auto"`, `peft` installed), the embedded '
+        "SmolLM2-135M-Instruct on the CPU; one draw of the rows, 300 test rows. *Search* is the whole "
+        "default fit; *costliest fit* is its most expensive candidate fitted once on every row; "
+        "*overhead* their ratio.",
+        "",
+        "| task | rows per class | search | costliest fit | overhead | folds | picked | pick's accuracy "
+        "| best candidate | its accuracy | threads | date |",
+        "|---" * 12 + "|",
+    ]
+    for r in sorted(records, key=lambda r: (r["task"], r["k"], r["draw"])):
+        lines.append(
+            f"| {r['task']} | {r['k']} | {r['search_s'] / 60:.1f} min | {r['costliest']}: "
+            f"{r['costliest_fit_s'] / 60:.1f} min | {r['overhead']:.2f}x | {r['folds']} | {r['picked']} "
+            f"| {r['pick_accuracy']:.3f} | {r['best_candidate']} | {r['best_accuracy']:.3f} "
+            f"| {r['threads']} | {r['date']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_cell_arguments(parser, [8, 32, 128, 512], 1)
+    parser.add_argument("--test", type=int, default=300, help="test rows per task")
+    parser.add_argument(
+        "--fine-tune", default="auto", type=lambda v: {"true": True, "false": False}.get(v, v)
+    )
+    parser.add_argument("--report", action="store_true", help="only the table, from the records")
+    args = parser.parse_args(argv)
+    args.command = "python benchmarks/bench_pick_scale.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    if not args.report:
+        import torch
+
+        from skllm_fewshot import load_model
+
+        torch.set_num_threads(args.threads)
+        load_model(args.model)  # loaded before any timing, as in a notebook that has used it
+        for task in args.tasks:
+            for draw in range(args.first_draw, args.first_draw + args.draws):
+                for k in args.ks:
+                    record = measure(task, draw, k, args)
+                    with open(RECORDS, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+    newest = {}
+    if RECORDS.exists():
+        for line in RECORDS.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                newest[(r["task"], r["k"], r["draw"], r["fine_tune"])] = r
+    table = render(list(newest.values()))
+    print(table)
+    TABLE.write_text(table, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""suggest_labels: which texts to label next."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SENTIMENT_X, SENTIMENT_Y
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV, clear_feature_cache, suggest_labels
+from skllm_fewshot._active import STRATEGIES, _farthest_first
+
+POOL = [f"{word} {i}" for i in range(6) for word in ("great film", "awful film", "a film about trains")]
+
+
+@pytest.fixture
+def make(tiny_model, bpe_tokenizer):
+    def make(**params):
+        return FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, random_state=0, **params)
+
+    return make
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_suggestions_are_distinct_unlabelled_rows_of_the_pool(make, strategy):
+    clf = make().fit(SENTIMENT_X, SENTIMENT_Y)
+    labelled = [0, 3, 5]
+    picks = suggest_labels(clf, POOL, 6, labelled=labelled, strategy=strategy, random_state=0)
+    assert picks.dtype.kind == "i" and len(picks) == 6 == len(set(picks.tolist()))
+    assert not set(picks.tolist()) & set(labelled) and picks.min() >= 0 and picks.max() < len(POOL)
+    # No more than the pool has unlabelled; the same call gives the same picks.
+    assert len(suggest_labels(clf, POOL, 100, labelled=labelled, strategy=strategy, random_state=0)) == 15
+    again = suggest_labels(clf, POOL, 6, labelled=labelled, strategy=strategy, random_state=0)
+    np.testing.assert_array_equal(picks, again)
+
+
+def test_uncertainty_orders_the_picks(make):
+    clf = make().fit(SENTIMENT_X, SENTIMENT_Y)
+    proba = np.sort(clf.predict_proba(POOL), axis=1)
+    margin = proba[:, -1] - proba[:, -2]
+    picks = suggest_labels(clf, POOL, 5, strategy="margin")
+    np.testing.assert_allclose(np.sort(margin[picks]), np.sort(margin)[:5])
+    assert (np.diff(margin[picks]) >= -1e-12).all()  # best (least sure) first
+
+
+def test_an_unfitted_estimator_gets_a_spread_of_the_pool(make):
+    picks = suggest_labels(make(), POOL, 4, random_state=0)
+    assert len(set(picks.tolist())) == 4
+    # Diversity alone: the same as asking for it by name.
+    np.testing.assert_array_equal(
+        picks, suggest_labels(make(), POOL, 4, strategy="diversity", random_state=0)
+    )
+
+
+def test_farthest_first_covers_every_cluster_and_every_predicted_class():
+    rng = np.random.RandomState(0)
+    centres = np.eye(3)
+    features = np.vstack([c + 0.01 * rng.randn(10, 3) for c in centres])
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    done = np.zeros(30, dtype=bool)
+    picks = _farthest_first(features, done, 3, np.ones(30), None, rng)
+    assert sorted(p // 10 for p in picks) == [0, 1, 2]
+    # Labelled rows count as covered: their cluster comes last.
+    done[:10] = True
+    picks = _farthest_first(features, done, 2, np.ones(30), None, rng)
+    assert sorted(p // 10 for p in picks) == [1, 2]
+    # A rare predicted class is looked at in the first round, however unsure the others.
+    predicted = np.array([0] * 29 + [1])
+    weight = np.r_[np.ones(29), 0.01]
+    picks = _farthest_first(features, np.zeros(30, dtype=bool), 2, weight, predicted, rng)
+    assert 29 in picks
+
+
+def test_the_pool_is_read_once(make, monkeypatch):
+    from skllm_fewshot._scoring import PrefixCachedScorer
+
+    clf = make(head=make_pipeline(LogisticRegression())).fit(SENTIMENT_X, SENTIMENT_Y)
+    clear_feature_cache()
+    scored = []
+    real = PrefixCachedScorer.score_with_states
+
+    def counting(self, prompts, layers):
+        scored.append(len(prompts))
+        return real(self, prompts, layers)
+
+    monkeypatch.setattr(PrefixCachedScorer, "score_with_states", counting)
+    suggest_labels(clf, POOL, 3)
+    assert sum(scored) == len(POOL)
+
+
+def test_search_pipeline_and_multi_label_estimators(make):
+    search = FewShotLLMClassifierCV(make(), fine_tune=False, random_state=0).fit(
+        SENTIMENT_X * 2, SENTIMENT_Y * 2
+    )
+    assert len(suggest_labels(search, POOL, 3)) == 3
+    lower = make_pipeline(FunctionTransformer(lambda texts: [t.lower() for t in texts]), make())
+    lower.fit(SENTIMENT_X, SENTIMENT_Y)
+    assert len(suggest_labels(lower, POOL, 3)) == 3
+    labels = pd.DataFrame(np.eye(3, dtype=int)[np.arange(9) % 3], columns=["red", "green", "blue"])
+    multi = make().fit(SENTIMENT_X, labels)
+    assert len(suggest_labels(multi, POOL, 3)) == 3
+    zero_shot = make(n_examples_per_class=0).fit(None, ["negative", "neutral", "positive"])
+    assert len(suggest_labels(zero_shot, POOL, 3)) == 3
+
+
+def test_clear_errors():
+    with pytest.raises(TypeError, match="needs a FewShotLLMClassifier"):
+        suggest_labels(make_pipeline(LogisticRegression()), POOL, 2)
+    with pytest.raises(ValueError, match="strategy="):
+        suggest_labels(FewShotLLMClassifier(), POOL, 2, strategy="badge")
+    with pytest.raises(ValueError, match="labelled must hold indices"):
+        suggest_labels(FewShotLLMClassifier(), POOL, 2, labelled=[99])
+    with pytest.raises(ValueError, match="n must be"):
+        suggest_labels(FewShotLLMClassifier(), POOL, -1)
