@@ -28,7 +28,7 @@ from ._feature_extraction import LLMFeatures
 from ._search import FewShotLLMClassifierCV
 from ._validation import check_texts
 
-__all__ = ["STRATEGIES", "suggest_labels"]
+__all__ = ["STRATEGIES", "select", "suggest_labels"]
 
 STRATEGIES = ("margin_diversity", "margin", "entropy", "diversity", "random")
 
@@ -106,15 +106,55 @@ default="margin_diversity"
     rng = check_random_state(random_state)
     if n == 0:
         return np.zeros(0, dtype=int)
-    if strategy == "random":
-        return rng.choice(available, size=n, replace=False)
+    if strategy == "random":  # the baseline reads nothing
+        return select(None, None, done, n, strategy, rng)
     fitted = _is_fitted(final)
     if not fitted and strategy != "diversity":
         strategy = "diversity"  # no labels and no fit: nothing to be uncertain about
     features = _features(final, texts, fitted)
+    proba = None if strategy == "diversity" else np.asarray(final.predict_proba(texts), dtype=np.float64)
+    return select(
+        features, proba, done, n, strategy, rng, multi_label=bool(getattr(final, "multi_label_", False))
+    )
+
+
+def select(
+    features: np.ndarray,
+    proba: np.ndarray | None,
+    done: np.ndarray,
+    n: int,
+    strategy: str,
+    rng: np.random.RandomState,
+    multi_label: bool = False,
+) -> np.ndarray:
+    """The picks of ``strategy`` from a pool's features (rows of unit length) and probabilities.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_texts, n_features) or None
+        ``None`` only for ``"random"``.
+    proba : ndarray of shape (n_texts, n_classes) or None
+        ``None`` only for ``"diversity"`` and ``"random"``.
+    done : ndarray of bool of shape (n_texts,)
+        The labelled texts.
+    n : int
+    strategy : str
+        One of :data:`STRATEGIES`.
+    rng : RandomState
+    multi_label : bool, default=False
+        ``proba`` holds each label's own probability.
+
+    Returns
+    -------
+    ndarray of int
+    """
+    available = np.flatnonzero(~done)
+    n = min(n, len(available))
+    if strategy == "random":
+        return rng.choice(available, size=n, replace=False)
     if strategy == "diversity":
-        return _farthest_first(features, done, n, np.ones(len(texts)), None, rng)
-    uncertainty, predicted = _uncertainty(estimator, final, texts, strategy)
+        return _farthest_first(features, done, n, np.ones(len(features)), None, rng)
+    uncertainty, predicted = _uncertainty(proba, strategy, multi_label)
     if strategy in ("margin", "entropy"):
         order = available[np.lexsort((rng.random_sample(len(available)), -uncertainty[available]))]
         return order[:n]
@@ -207,12 +247,9 @@ def _features(final: Any, texts: np.ndarray, fitted: bool) -> np.ndarray:
     return features / np.where(norms > 0, norms, 1.0)
 
 
-def _uncertainty(
-    estimator: Any, final: Any, texts: np.ndarray, strategy: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _uncertainty(proba: np.ndarray, strategy: str, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
     """Each text's uncertainty in [0, 1] (higher: more worth a label) and its predicted class index."""
-    proba = np.asarray(final.predict_proba(texts), dtype=np.float64)
-    if getattr(final, "multi_label_", False):
+    if multi_label:
         # Each label on its own: nearest 0.5 is least sure; the likeliest label names the text's group.
         return (1.0 - np.abs(2.0 * proba - 1.0)).mean(axis=1), proba.argmax(axis=1)
     predicted = proba.argmax(axis=1)

@@ -1,0 +1,217 @@
+"""Which texts to label: suggest_labels' strategies against random labels, by budget.
+
+A simulated labeller on each development task. Each draw takes a pool of ``--pool``
+texts in the task's natural class proportions and starts from the label names alone
+(the zero-shot prompt). Each round labels as many texts as the task has classes,
+chosen by one strategy, and refits the classifier; at each budget (labels per class, on
+average) it is scored on the task's 300 test rows, and the classes found so far are
+counted.
+
+The classifier of the loop is the search's frozen head (``head_C0.1``: standardised
+features + ``LogisticRegression(C=0.1)``) on the model's features under the zero-shot
+prompt, with a class that has no labelled row yet kept predictable from its name: it
+gets the zero-shot prompt's probability, and the head shares out the rest. The model
+reads the pool and the test rows once per task (the features do not change between
+rounds), so every strategy, round and draw is measured on the same features; the
+strategies are the library's own (``skllm_fewshot._active.select``).
+
+    python benchmarks/bench_active.py --tasks sst2 trec mas --draws 5 --mas PATH
+
+Appends one record per (task, draw, strategy, budget) to ``docs/active.jsonl`` and writes
+``docs/active_latest.md`` and ``docs/active_curve.png`` from the newest records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT  # noqa: E402
+from bench_accuracy import TASKS, add_cell_arguments, load_task  # noqa: E402
+
+RECORDS = ROOT / "docs" / "active.jsonl"
+TABLE = ROOT / "docs" / "active_latest.md"
+PLOT = ROOT / "docs" / "active_curve.png"
+STRATEGIES = ("random", "margin", "entropy", "diversity", "margin_diversity")
+
+
+def read_task(task: str, args: argparse.Namespace) -> dict:
+    """The model's features and zero-shot probabilities of a pool superset and the test rows."""
+    from skllm_fewshot import FewShotLLMClassifier
+
+    X, y, Xt, yt = load_task(task, args, 300)
+    rng = np.random.RandomState(0)
+    superset = rng.choice(len(X), size=min(len(X), args.superset), replace=False)
+    options = dict(TASKS[task])
+    if task == "mas":
+        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
+
+        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    classes = np.unique(y)
+    zero = FewShotLLMClassifier(model=args.model, n_examples_per_class=0, **options).fit(None, list(classes))
+    start = time.perf_counter()
+    texts = np.concatenate([X[superset], Xt])
+    features = zero.features(texts)
+    proba = zero.predict_proba(texts)
+    print(task, f"{len(texts)} texts read in {time.perf_counter() - start:.0f} s", flush=True)
+    m = len(superset)
+    return dict(
+        classes=classes, y=y[superset], yt=yt, F=features[:m], Ft=features[m:], P=proba[:m], Pt=proba[m:]
+    )
+
+
+def unit_rows(F: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    F = F - mean
+    return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
+
+
+def classifier_proba(data: dict, rows: np.ndarray, F: np.ndarray, P0: np.ndarray) -> np.ndarray:
+    """The loop's classifier fitted on ``rows``: the head for the classes labelled, the zero-shot
+    prompt for the others (its probability; the head shares out the rest)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classes, labels = data["classes"], data["y"][rows]
+    seen = np.unique(labels)
+    if len(seen) < 2:
+        return P0
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    head.fit(data["F"][rows], labels)
+    seen_cols = np.searchsorted(classes, head.classes_)
+    unseen = np.setdiff1d(np.arange(len(classes)), seen_cols)
+    proba = np.zeros_like(P0)
+    rest = 1.0 - P0[:, unseen].sum(axis=1, keepdims=True)
+    proba[:, seen_cols] = head.predict_proba(F) * rest
+    proba[:, unseen] = P0[:, unseen]
+    return proba
+
+
+def run(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict]:
+    from skllm_fewshot._active import select
+
+    rng = np.random.RandomState(1000 + draw)
+    pool = rng.choice(len(data["y"]), size=min(args.pool, len(data["y"])), replace=False)
+    sub = dict(data, F=data["F"][pool], P=data["P"][pool], y=data["y"][pool])
+    mean = sub["F"].mean(axis=0)
+    unit = unit_rows(sub["F"], mean)
+    n_classes = len(data["classes"])
+    records = []
+    for strategy in args.strategies:
+        picker = np.random.RandomState(draw)
+        done = np.zeros(len(pool), dtype=bool)
+        for budget in range(1, max(args.budgets) + 1):
+            rows = np.flatnonzero(done)
+            proba = classifier_proba(sub, rows, sub["F"], sub["P"]) if len(rows) else sub["P"]
+            new = select(unit, proba, done, n_classes, strategy, picker)
+            done[new] = True
+            if budget in args.budgets:
+                rows = np.flatnonzero(done)
+                test = classifier_proba(sub, rows, data["Ft"], data["Pt"])
+                accuracy = float(np.mean(data["classes"][test.argmax(axis=1)] == data["yt"]))
+                found = len(np.unique(sub["y"][rows]))
+                present = len(np.unique(sub["y"]))
+                records.append(
+                    dict(task=task, draw=draw, strategy=strategy, budget=budget, labels=int(done.sum()),
+                         accuracy=accuracy, classes_found=found, classes_in_pool=present, pool=len(pool),
+                         date=time.strftime("%Y-%m-%d"), command=args.command)
+                )  # fmt: skip
+    return records
+
+
+def render(records: list[dict]) -> str:
+    import pandas as pd
+
+    df = pd.DataFrame(records)
+    acc = df.pivot_table(index=["task", "budget"], columns="strategy", values="accuracy", aggfunc="mean")
+    found = df.pivot_table(
+        index=["task", "budget"], columns="strategy", values="classes_found", aggfunc="mean"
+    )
+    draws = df.groupby("task")["draw"].nunique()
+    strategies = [s for s in STRATEGIES if s in acc.columns]
+    lines = [
+        f"`suggest_labels` strategies against random labels: a simulated labeller, pools of "
+        f"{df['pool'].iloc[0]} texts in their natural class proportions, from the label names alone; "
+        "test accuracy of the loop's classifier (the frozen head on the embedded SmolLM2's features, the "
+        "zero-shot prompt for classes without a labelled row) after each budget, in labels per class, "
+        f"mean over draws ({', '.join(f'{t}: {n}' for t, n in draws.items())}); in brackets, the classes "
+        "found.",
+        "",
+        "| task | labels per class | " + " | ".join(strategies) + " |",
+        "|---" * (len(strategies) + 2) + "|",
+    ]
+    for (task, budget), row in acc.iterrows():
+        cells = [f"{row[s]:.3f} ({found.loc[(task, budget), s]:.1f})" for s in strategies]
+        lines.append(f"| {task} | {budget} | " + " | ".join(cells) + " |")
+    mean = df.groupby(["budget", "strategy"])["accuracy"].mean().unstack()[strategies]
+    lines += ["", "Mean over the tasks:", "", "| labels per class | " + " | ".join(strategies) + " |"]
+    lines.append("|---" * (len(strategies) + 1) + "|")
+    for budget, row in mean.iterrows():
+        lines.append(f"| {budget} | " + " | ".join(f"{row[s]:.3f}" for s in strategies) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.DataFrame(records)
+    tasks = list(dict.fromkeys(df["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = df[df["task"] == task].groupby(["strategy", "budget"])["accuracy"].mean()
+        for strategy in [s for s in STRATEGIES if s in part.index.get_level_values(0)]:
+            curve = part[strategy]
+            ax.plot(curve.index, curve.values, marker="o", label=strategy,
+                    linestyle="--" if strategy == "random" else "-")  # fmt: skip
+        ax.set(title=task, xlabel="labels per class", ylabel="test accuracy", xscale="log")
+        ax.set_xticks(sorted(df["budget"].unique()), labels=[str(b) for b in sorted(df["budget"].unique())])
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=90)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_cell_arguments(parser, [1], 5)
+    parser.add_argument("--pool", type=int, default=400, help="texts in each draw's pool")
+    parser.add_argument("--superset", type=int, default=1000, help="texts read, of which each pool is drawn")
+    parser.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--report", action="store_true", help="only the table and plot, from the records")
+    args = parser.parse_args(argv)
+    args.command = "python benchmarks/bench_active.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if not args.report:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        for task in args.tasks:
+            data = read_task(task, args)
+            records = [r for draw in range(args.first_draw, args.first_draw + args.draws)
+                       for r in run(task, data, draw, args)]  # fmt: skip
+            with open(RECORDS, "a", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+    newest = {}
+    for line in RECORDS.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            newest[(r["task"], r["draw"], r["strategy"], r["budget"])] = r
+    table = render(list(newest.values()))
+    print(table)
+    TABLE.write_text(table, encoding="utf-8")
+    plot(list(newest.values()))
+
+
+if __name__ == "__main__":
+    main()
