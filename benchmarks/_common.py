@@ -119,3 +119,55 @@ def save_record(
         )
     if latest:
         (out / latest).write_text(table)
+
+
+def append_records(path: str | os.PathLike, records: list[dict]) -> None:
+    """Append ``records`` to the JSON-lines file ``path``, one line per measured cell."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def newest_records(path: str | os.PathLike, key: tuple[str, ...]) -> list[dict]:
+    """The newest record of each cell (the fields ``key``) in the JSON-lines file ``path``.
+
+    Cells are in the order they first appear in the file, so a table keeps its rows in
+    place when one of them is measured again.
+    """
+    path = Path(path)
+    newest: dict[tuple, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                newest[tuple(json.dumps(record.get(k), sort_keys=True) for k in key)] = record
+    return list(newest.values())
+
+
+def run_context() -> dict:
+    """What a record says about where it was measured: torch, its threads, the machine's load."""
+    import platform
+
+    import torch
+
+    return dict(
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        cores=os.cpu_count(),
+        machine=platform.machine(),
+        load_before=[round(x, 2) for x in os.getloadavg()],
+    )
+
+
+def measured_by(records: list[dict]) -> list[str]:
+    """One Markdown line per run that wrote ``records``: its command, date, threads and load at its start."""
+    runs: dict[tuple, dict] = {}
+    for r in records:
+        runs.setdefault((r["date"], r["command"]), r)
+    return [
+        f"- `{r['command']}` ({r['date']}; torch {r['torch']}, {r['torch_threads']} thread(s) on "
+        f"{r['cores']} cores, load average {r['load_before'][0]:.1f} at the start)"
+        for r in runs.values()
+    ]

@@ -1,13 +1,18 @@
 """Zero-shot from label names and descriptions against the few-shot prompt, on the shipped tweets.
 
 On the 91 example tweets of ``skllm_fewshot.datasets.load_example_tweets`` (7 sectors)
-with the embedded model: (a) the calibrated prompt with one example per class, over
-several draws of the examples, scored on the tweets not in the prompt; (b) zero-shot
-from the class names alone, ``fit(None, names)``; (c) zero-shot with
-``label_descriptions`` (each class's description shown as a demonstration). Prints the table and
-writes ``docs/zero_shot.md``.
+with the embedded model, ``FewShotLLMClassifier`` with each ``label_scoring``: (a) the
+prompt with one example per class, ``calibrate=True`` and ``"domain"``, over several
+draws of the examples, scored on the tweets not in the prompt; (b) zero-shot from the
+class names alone, ``fit(None, names)``; (c) zero-shot with ``label_descriptions``
+(each class's description shown as a demonstration), both scored on all 91 tweets.
+
+Each measured cell is appended as one JSON line to ``docs/zero_shot.jsonl`` (date,
+command, model, estimator options, accuracies); the table of the newest record of each
+cell is written to ``docs/zero_shot_latest.md``, which ``docs/zero_shot.md`` includes.
 
     python benchmarks/bench_zero_shot.py --draws 5
+    python benchmarks/bench_zero_shot.py --report      # only the table, from the records
 """
 
 from __future__ import annotations
@@ -20,15 +25,118 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT  # noqa: E402
-
-from skllm_fewshot import FewShotLLMClassifier  # noqa: E402
-from skllm_fewshot.datasets import SECTOR_DESCRIPTIONS, load_example_tweets  # noqa: E402
+from _common import ROOT, append_records, measured_by, newest_records, run_context  # noqa: E402
 
 INSTRUCTION = (
     "Clasificar los siguientes tweets según el producto o categoría a la que hacen referencia. "
     "Las posibles categorías son: {labels}"
 )
+MODEL = "smollm2-135m"  # model=None, the embedded default
+KEY = ("model", "configuration", "label_scoring")
+ONE_SHOT = "one example per class"
+
+
+def measure(args: argparse.Namespace, command: str, out: Path) -> None:
+    from skllm_fewshot import FewShotLLMClassifier
+    from skllm_fewshot.datasets import SECTOR_DESCRIPTIONS, load_example_tweets
+
+    tweets, _ = load_example_tweets()
+    X, y = tweets["TEXTO"].to_numpy(dtype=object), tweets["SECTOR"].to_numpy(dtype=object)
+    names = sorted(set(y))
+    common = dict(instruction=INSTRUCTION, text_name="Tweet", label_name="Categoría")
+    context = run_context()
+
+    def record(configuration: str, options: dict, accs: list[float], seconds: float, **fields) -> None:
+        cell = dict(
+            date=time.strftime("%Y-%m-%d"),
+            command=command,
+            model=MODEL,
+            data="load_example_tweets(): 91 tweets, 7 sectors",
+            estimator="FewShotLLMClassifier",
+            configuration=configuration,
+            label_scoring=options["label_scoring"],
+            options=options,
+            **fields,
+            accuracy=float(np.mean(accs)),
+            accuracy_std=float(np.std(accs)),
+            accuracies=[float(a) for a in accs],
+            seconds=round(seconds, 1),
+            **context,
+        )
+        append_records(out, [cell])
+        print(f"{configuration} ({options['label_scoring']}): {cell['accuracy']:.3f}", flush=True)
+
+    for scoring in ("full_label", "first_token"):
+        for calibrate in (True, "domain"):
+            options = dict(n_examples_per_class=1, label_scoring=scoring, calibrate=calibrate, **common)
+            accs, start = [], time.perf_counter()
+            for seed in range(args.draws):
+                clf = FewShotLLMClassifier(**options, random_state=seed).fit(X, y)
+                shown = {t for t, _ in clf.examples_}
+                rest = np.array([t not in shown for t in X])
+                accs.append(clf.score(X[rest], y[rest]))
+            record(
+                f"{ONE_SHOT}, calibrate={calibrate!r}",
+                {**options, "random_state": "the draw (0, 1, ...)"},
+                accs,
+                time.perf_counter() - start,
+                draws=args.draws,
+                scored_on="the tweets not in the prompt (fitted on all 91)",
+            )
+        for configuration, extra in (
+            ("zero-shot, class names", {}),
+            ("zero-shot, names + label_descriptions", dict(label_descriptions=SECTOR_DESCRIPTIONS)),
+        ):
+            options = dict(n_examples_per_class=0, label_scoring=scoring, **common)
+            start = time.perf_counter()
+            clf = FewShotLLMClassifier(**options, **extra).fit(None, names)
+            acc = clf.score(X, y)
+            if extra:
+                options["label_descriptions"] = "skllm_fewshot.datasets.SECTOR_DESCRIPTIONS"
+            record(
+                configuration,
+                options,
+                [acc],
+                time.perf_counter() - start,
+                draws=1,
+                scored_on="all 91 tweets (fit(None, names): no labelled tweet)",
+            )
+
+
+def _value(value) -> str:
+    return value if isinstance(value, str) and value.startswith("the draw") else repr(value)
+
+
+def render(records: list[dict]) -> str:
+    """The table of the newest record of each cell, saying which estimator and options it measured."""
+    if not records:
+        return "No records yet: `python benchmarks/bench_zero_shot.py --draws 5`.\n"
+    keys = list(dict.fromkeys(k for r in records for k in r["options"]))
+    shared = {
+        k: records[0]["options"][k]
+        for k in keys
+        if all(k in r["options"] and r["options"][k] == records[0]["options"][k] for r in records)
+    }
+    models = sorted({r["model"] for r in records})
+    lines = [
+        f"`{records[0]['estimator']}` with `model=None` (the embedded {', '.join(models)}) on the CPU, "
+        f"on `{records[0]['data']}`; every row also has "
+        + ", ".join(f"`{k}={_value(v)}`" for k, v in shared.items() if k != "instruction")
+        + (f" and `instruction={shared['instruction']!r}`" if "instruction" in shared else "")
+        + ". The one-example rows are the mean ± std over the draws of the examples, scored on the tweets "
+        "not in the prompt (fitted on all 91, so `calibrate='domain'` draws its bags of words from all of "
+        "them); the zero-shot rows are scored on all 91, with content-free calibration. The descriptions "
+        "are `skllm_fewshot.datasets.SECTOR_DESCRIPTIONS`.",
+        "",
+        "| configuration | options | accuracy | draws | date |",
+        "|---|---|---|---|---|",
+    ]
+    for r in records:
+        options = ", ".join(f"{k}={_value(v)}" for k, v in r["options"].items() if k not in shared)
+        acc = f"{r['accuracy']:.3f}" + (f" ± {r['accuracy_std']:.3f}" if r["draws"] > 1 else "")
+        lines.append(f"| {r['configuration']} | `{options}` | {acc} | {r['draws']} | {r['date']} |")
+    lines += ["", "Measured by:", *measured_by(records)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
@@ -36,63 +144,24 @@ def main(argv=None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--draws", type=int, default=5, help="draws of the one-shot examples")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "zero_shot.md"))
+    parser.add_argument(
+        "--out", default=str(ROOT / "docs" / "zero_shot.jsonl"), help="the records (JSON lines, appended)"
+    )
+    parser.add_argument(
+        "--latest", default=None, help="the table (default: the records' name with _latest.md)"
+    )
+    parser.add_argument("--report", action="store_true", help="only write the table from the records")
     args = parser.parse_args(argv)
-    tweets, _ = load_example_tweets()
-    X, y = tweets["TEXTO"].to_numpy(dtype=object), tweets["SECTOR"].to_numpy(dtype=object)
-    names = sorted(set(y))
-    common = dict(text_name="Tweet", label_name="Categoría")
-    rows = []
+    out = Path(args.out)
+    latest = Path(args.latest) if args.latest else out.with_name(out.stem + "_latest.md")
+    command = "python benchmarks/bench_zero_shot.py " + " ".join(argv if argv is not None else sys.argv[1:])
     start = time.perf_counter()
-    for scoring in ("full_label", "first_token"):
-        for calibrate in (True, "domain"):
-            accs = []
-            for seed in range(args.draws):
-                clf = FewShotLLMClassifier(
-                    n_examples_per_class=1,
-                    instruction=INSTRUCTION,
-                    scoring=scoring,
-                    calibrate=calibrate,
-                    random_state=seed,
-                    **common,
-                ).fit(X, y)
-                shown = {t for t, _ in clf.examples_}
-                rest = np.array([t not in shown for t in X])
-                accs.append(clf.score(X[rest], y[rest]))
-            rows.append(
-                (f"one example per class, calibrate={calibrate!r} ({scoring})", np.mean(accs), np.std(accs))
-            )
-        for label, extra in (
-            ("zero-shot, class names", dict(instruction=INSTRUCTION)),
-            (
-                "zero-shot, names + label_descriptions",
-                dict(instruction=INSTRUCTION, label_descriptions=SECTOR_DESCRIPTIONS),
-            ),
-        ):
-            clf = FewShotLLMClassifier(n_examples_per_class=0, scoring=scoring, **common, **extra).fit(
-                None, names
-            )
-            rows.append((f"{label} ({scoring})", clf.score(X, y), 0.0))
-    lines = [
-        "# Zero-shot from class names and descriptions",
-        "",
-        f"Command: `python benchmarks/bench_zero_shot.py --draws {args.draws}`; the embedded SmolLM2-135M-Instruct"
-        " on the CPU, the 91 shipped example tweets (7 sectors, `load_example_tweets`);"
-        f" {time.perf_counter() - start:.0f} s; {time.strftime('%Y-%m-%d')}.",
-        "",
-        f"The one-example rows are the mean (± std) over {args.draws} draws of the examples, scored on the tweets"
-        " not in the prompt (fitted on all 91, so `calibrate='domain'` draws its bags of words from"
-        " all of them); the zero-shot rows need no labelled tweet and are scored on all 91, with"
-        " content-free calibration (the default's, without training texts)."
-        " The descriptions are `skllm_fewshot.datasets.SECTOR_DESCRIPTIONS`.",
-        "",
-        "| configuration | accuracy |",
-        "|---|---|",
-    ]
-    lines += [f"| {name} | {acc:.3f}" + (f" ± {sd:.3f} |" if sd else " |") for name, acc, sd in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text, encoding="utf-8")
+    if not args.report:
+        measure(args, command.strip(), out)
+        print(f"{time.perf_counter() - start:.0f} s", flush=True)
+    table = render(newest_records(out, KEY))
+    print(table)
+    latest.write_text(table, encoding="utf-8")
 
 
 if __name__ == "__main__":
