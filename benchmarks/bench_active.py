@@ -24,7 +24,6 @@ Appends one record per (task, draw, strategy, budget) to ``docs/active.jsonl`` a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT  # noqa: E402
+from _common import ROOT, append_records, newest_records  # noqa: E402
 from bench_accuracy import TASKS, add_cell_arguments, load_task  # noqa: E402
 
 RECORDS = ROOT / "docs" / "active.jsonl"
@@ -200,17 +199,12 @@ def main(argv=None) -> None:
             data = read_task(task, args)
             records = [r for draw in range(args.first_draw, args.first_draw + args.draws)
                        for r in run(task, data, draw, args)]  # fmt: skip
-            with open(RECORDS, "a", encoding="utf-8") as f:
-                f.writelines(json.dumps(r) + "\n" for r in records)
-    newest = {}
-    for line in RECORDS.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            newest[(r["task"], r["draw"], r["strategy"], r["budget"])] = r
-    table = render(list(newest.values()))
+            append_records(RECORDS, records)
+    newest = newest_records(RECORDS, ("task", "draw", "strategy", "budget"))
+    table = render(newest)
     print(table)
     TABLE.write_text(table, encoding="utf-8")
-    plot(list(newest.values()))
+    plot(newest)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ newest records to ``docs/pick_scale_latest.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT  # noqa: E402
+from _common import ROOT, append_records, newest_records  # noqa: E402
 from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
 RECORDS = ROOT / "docs" / "pick_scale.jsonl"
@@ -38,6 +37,7 @@ def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:
     from sklearn.metrics import accuracy_score
 
     from skllm_fewshot import clear_feature_cache
+    from skllm_fewshot._search import ADAPTER_TRIAL_ROWS
 
     X, y, Xt, yt = load_task(task, args, args.test)
     rows = np.concatenate([o[:k] for o in draw_rows(y, draw, k)])
@@ -68,6 +68,7 @@ def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:
         best_candidate=best, best_accuracy=accuracy[best], costliest=costliest,
         costliest_fit_s=fit_s[costliest], overhead=search_s / fit_s[costliest],
         accuracy=accuracy, fit_s=fit_s, folds=sum(key.startswith("split") for key in search.cv_results_),
+        trial_rows=ADAPTER_TRIAL_ROWS,
         date=time.strftime("%Y-%m-%d"), command=args.command,
     )  # fmt: skip
 
@@ -79,14 +80,15 @@ def render(records: list[dict]) -> str:
         "default fit; *costliest fit* is its most expensive candidate fitted once on every row; "
         "*overhead* their ratio.",
         "",
-        "| task | rows per class | search | costliest fit | overhead | folds | picked | pick's accuracy "
-        "| best candidate | its accuracy | threads | date |",
-        "|---" * 12 + "|",
+        "| task | rows per class | search | costliest fit | overhead | folds | adapter trial rows | picked "
+        "| pick's accuracy | best candidate | its accuracy | threads | date |",
+        "|---" * 13 + "|",
     ]
     for r in sorted(records, key=lambda r: (r["task"], r["k"], r["draw"])):
         lines.append(
             f"| {r['task']} | {r['k']} | {r['search_s'] / 60:.1f} min | {r['costliest']}: "
-            f"{r['costliest_fit_s'] / 60:.1f} min | {r['overhead']:.2f}x | {r['folds']} | {r['picked']} "
+            f"{r['costliest_fit_s'] / 60:.1f} min | {r['overhead']:.2f}x | {r['folds']} | {r.get('trial_rows', '-')} "
+            f"| {r['picked']} "
             f"| {r['pick_accuracy']:.3f} | {r['best_candidate']} | {r['best_accuracy']:.3f} "
             f"| {r['threads']} | {r['date']} |"
         )
@@ -117,16 +119,8 @@ def main(argv=None) -> None:
         for task in args.tasks:
             for draw in range(args.first_draw, args.first_draw + args.draws):
                 for k in args.ks:
-                    record = measure(task, draw, k, args)
-                    with open(RECORDS, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(record) + "\n")
-    newest = {}
-    if RECORDS.exists():
-        for line in RECORDS.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                newest[(r["task"], r["k"], r["draw"], r["fine_tune"])] = r
-    table = render(list(newest.values()))
+                    append_records(RECORDS, [measure(task, draw, k, args)])
+    table = render(newest_records(RECORDS, ("task", "k", "draw", "fine_tune")))
     print(table)
     TABLE.write_text(table, encoding="utf-8")
 

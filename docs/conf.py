@@ -62,15 +62,9 @@ root_doc = "index"
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
-    # Written by benchmarks/bench_predict.py on each run; performance.md holds the record.
-    "performance_latest.md",
-    # Written by benchmarks/bench_accuracy.py; accuracy.md holds the record.
-    "accuracy_latest.md",
-    # Written by benchmarks/bench_startup.py; performance.md holds the record.
-    "startup_latest_*.md",
-    # Written by benchmarks/bench_models.py and bench_layers.py; models.md includes the first.
-    "models_latest.md",
-    "layers_latest.md",
+    # The tables benchmarks write from their records (docs/*.jsonl): the pages include
+    # them, and they are not pages of their own.
+    "*_latest*.md",
     # sphinx-gallery's own outputs that are not pages.
     "auto_examples/*.ipynb",
     "auto_examples/*.py",

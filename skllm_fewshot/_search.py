@@ -89,11 +89,13 @@ FINE_TUNE_MAX_CLASSES = 4
 # apart, and the fit costs one pass and one adapter more than the refit, not four.
 # The held-out rows are scored in HOLDOUT_BLOCKS disjoint blocks, the evidence the
 # pick's rule weighs, and the adapter's trial fit trains for the steps of at most
-# ADAPTER_TRIAL_ROWS rows (its refit on every row takes its full number of steps).
+# ADAPTER_TRIAL_ROWS rows (its refit on every row takes its full number of steps): the
+# 32 steps with which it won at k = 32 on SST-2. At 128 rows per class a trial of 64
+# steps made the search 2.6 times the adapter's refit (bench_pick_scale.py, busy cores).
 HOLDOUT_MIN_ROWS = 64
 HOLDOUT_SIZE = 0.25
 HOLDOUT_BLOCKS = 8
-ADAPTER_TRIAL_ROWS = 128
+ADAPTER_TRIAL_ROWS = 64
 
 
 def _logistic(C: float) -> LogisticRegression:
@@ -534,7 +536,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     search fits each candidate once instead, on a stratified 75% of the rows, and
     scores it on the other 25% in 8 disjoint blocks (the evidence of
     :func:`pick_within_noise`); the adapter's trial fit trains for the steps of at
-    most 128 rows, and the pick is refitted on every row. That is 2 passes over the
+    most 64 rows, and the pick is refitted on every row. That is 2 passes over the
     rows, and the adapter's full training once if it is picked. ``verbose=True``
     prints this plan before the search starts, with the time it should take on the
     machine, from a quick measurement.

@@ -188,3 +188,72 @@ def test_examples_quote_the_performance_record():
         cells = (f"| {per_second} |", f"| {speed_up}x |", f"| {same}% |")
         matching = [line for line in table if all(cell in line for cell in cells)]
         assert matching, f"{method}: {per_second} tweets/s, {speed_up}x, {same}% not in docs/performance.md"
+
+
+# The records each user page quotes (besides every generated table, docs/*_latest*.md).
+PAGE_RECORDS = {
+    "README.md": ["startup", "pick_finetune"],
+    "accuracy.md": ["pick_rule", "pick_finetune", "finetune"],
+    "active.md": [],
+    "architecture.md": [],
+    "choosing.md": ["pick_rule", "pick_finetune", "finetune", "startup"],
+    "dask.md": ["performance_dask"],
+    "models.md": ["models", "layers", "startup"],
+    "multilabel.md": ["multilabel"],
+    "performance.md": ["performance", "startup", "performance_dask", "finetune"],
+    "persistence.md": ["startup"],
+    "reliability.md": [],
+    "zero_shot.md": ["zero_shot"],
+}
+
+
+def _record_values(names):
+    import json
+    import math
+
+    values = set()
+
+    def walk(x):
+        if isinstance(x, bool):
+            return
+        if isinstance(x, (int, float)) and math.isfinite(x):
+            values.add(float(x))
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    for name in names:
+        for line in (DOCS / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                walk(json.loads(line))
+    return values
+
+
+@pytest.mark.parametrize("page", sorted(PAGE_RECORDS))
+def test_page_figures_come_from_records(page):
+    """Every decimal figure in a page's prose is in a generated table or in a record the page
+    quotes (as it is, or as a percentage), to the digits it is written with."""
+    generated = {
+        float(x)
+        for table in DOCS.glob("*_latest*.md")
+        for x in re.findall(r"\d+\.\d+", table.read_text("utf-8"))
+    }
+    values = generated | _record_values(PAGE_RECORDS[page])
+    path = REPO_ROOT / page if page == "README.md" else DOCS / page
+    prose = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    unmatched = []
+    for figure in re.findall(r"(?<![\w.\-/=])(\d+\.\d+)(?![\w.]*\d)", prose):
+        tolerance = 0.5 * 10 ** -len(figure.split(".")[1]) + 1e-9
+        if not any(
+            abs(v - float(figure)) <= tolerance or abs(100 * v - float(figure)) <= tolerance for v in values
+        ):
+            unmatched.append(figure)
+    assert not unmatched, f"{page}: figures in no record: {unmatched}"
+
+
+def test_every_user_page_is_checked_against_records():
+    pages = {p.name for p in DOCS.glob("*.md") if "_latest" not in p.name and p.name != "accuracy_log.md"}
+    assert pages | {"README.md"} == set(PAGE_RECORDS)
