@@ -29,12 +29,19 @@ class InconsistentVersionWarning(UserWarning):
     Like scikit-learn's warning of the same name: the fitted state may not match
     this version's code. The message says what to do.
 
-    Attributes
+    Parameters
     ----------
     estimator_name : str
+        The class of the unpickled estimator.
     original_version : str or None
         The version that pickled the estimator; None when the pickle does not say.
     current_version : str
+        The installed version.
+
+    Attributes
+    ----------
+    estimator_name, original_version, current_version : str
+        The parameters, as given.
     """
 
     def __init__(self, *, estimator_name: str, original_version: str | None, current_version: str) -> None:

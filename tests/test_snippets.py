@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,10 @@ class Session:
         # Padded to its line, so that a traceback names the page and the line.
         code = compile("\n" * (block.line - 1) + block.code, str(block.page), "exec")
         try:
-            exec(code, self.namespace)
+            with warnings.catch_warnings():
+                # What a user copies must not lean on anything deprecated.
+                warnings.simplefilter("error", FutureWarning)
+                exec(code, self.namespace)
         except BaseException:
             self.failed.add(block.line)
             raise
