@@ -8,6 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -171,3 +172,46 @@ def measured_by(records: list[dict]) -> list[str]:
         f"{r['cores']} cores, load average {r['load_before'][0]:.1f} at the start)"
         for r in runs.values()
     ]
+
+
+def recorded_main(
+    argv: list[str] | None,
+    *,
+    script: str,
+    description: str,
+    records: Path,
+    key: tuple[str, ...],
+    measure: Any,
+    render: Any,
+    add_arguments: Any = None,
+) -> None:
+    """The command line of a benchmark that appends records and writes their newest table.
+
+    ``measure(args, command, out)`` appends to ``out``; ``render(records)`` is the table of
+    the newest record of each cell (``key``); ``--report`` only writes the table.
+    """
+    import argparse
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if add_arguments is not None:
+        add_arguments(parser)
+    parser.add_argument("--out", default=str(records), help="the records (JSON lines, appended)")
+    parser.add_argument(
+        "--latest", default=None, help="the table (default: the records' name with _latest.md)"
+    )
+    parser.add_argument("--report", action="store_true", help="only write the table from the records")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    latest = Path(args.latest) if args.latest else out.with_name(out.stem + "_latest.md")
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    start = time.perf_counter()
+    if not args.report:
+        measure(args, command.strip(), out)
+        print(f"{time.perf_counter() - start:.0f} s", flush=True)
+    table = render(newest_records(out, key))
+    print(table)
+    latest.write_text(table, encoding="utf-8")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, append_records, measured_by, newest_records, run_context  # noqa: E402
+from _common import ROOT, append_records, measured_by, recorded_main, run_context  # noqa: E402
 
 MODEL = "smollm2-135m"  # model=None, the embedded default
 KEY = ("model", "configuration")
@@ -257,29 +257,14 @@ def render(records: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--draws", type=int, default=5, help="splits; 0 measures the cost only")
-    parser.add_argument(
-        "--out", default=str(ROOT / "docs" / "multilabel.jsonl"), help="the records (JSON lines, appended)"
-    )
-    parser.add_argument(
-        "--latest", default=None, help="the table (default: the records' name with _latest.md)"
-    )
-    parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
-    parser.add_argument("--report", action="store_true", help="only write the table from the records")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    latest = Path(args.latest) if args.latest else out.with_name(out.stem + "_latest.md")
-    command = "python benchmarks/bench_multilabel.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    start = time.perf_counter()
-    if not args.report:
-        measure(args, command.strip(), out)
-        print(f"{time.perf_counter() - start:.0f} s", flush=True)
-    table = render(newest_records(out, KEY))
-    print(table)
-    latest.write_text(table, encoding="utf-8")
+    def add_arguments(parser):
+        parser.add_argument("--draws", type=int, default=5, help="splits; 0 measures the cost only")
+        parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
+
+    recorded_main(
+        argv, script="bench_multilabel.py", description=__doc__, records=ROOT / "docs" / "multilabel.jsonl", key=KEY,
+        measure=measure, render=render, add_arguments=add_arguments,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -295,6 +295,17 @@ def tiny_gguf(tmp_path_factory):
     return write_tiny_gguf(tmp_path_factory.mktemp("tiny-gguf") / "tiny-llama.gguf")
 
 
+@pytest.fixture
+def tiny_clf(tiny_model, bpe_tokenizer):
+    """FewShotLLMClassifier on the tiny model and tokenizer (random_state=0), with any parameters."""
+    from skllm_fewshot import FewShotLLMClassifier
+
+    def make(**params):
+        return FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, random_state=0, **params)
+
+    return make
+
+
 def load_embedded(name: str, device: str = "auto"):
     """An embedded model by name, in float32, loaded once through the library's cache; skipped
     where its package is not installed."""

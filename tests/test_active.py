@@ -17,11 +17,8 @@ POOL = [f"{word} {i}" for i in range(6) for word in ("great film", "awful film",
 
 
 @pytest.fixture
-def make(tiny_model, bpe_tokenizer):
-    def make(**params):
-        return FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, random_state=0, **params)
-
-    return make
+def make(tiny_clf):
+    return tiny_clf
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -11,7 +11,7 @@ import pytest
 from conftest import SENTIMENT_X, SENTIMENT_Y
 from sklearn.linear_model import LogisticRegression
 
-from skllm_fewshot import FewShotLLMClassifier, KNNPrompting, LoRAFineTuning
+from skllm_fewshot import KNNPrompting, LoRAFineTuning
 from skllm_fewshot._heads import PromptHead
 from skllm_fewshot._protocols import ExampleSelection, FeatureReader, Head, HeadBuilder
 
@@ -24,11 +24,8 @@ HEADS = {
 
 
 @pytest.fixture
-def make(tiny_model, bpe_tokenizer):
-    def make(**params):
-        return FewShotLLMClassifier(tiny_model, tokenizer=bpe_tokenizer, random_state=0, **params)
-
-    return make
+def make(tiny_clf):
+    return tiny_clf
 
 
 @pytest.mark.parametrize("name", HEADS)
