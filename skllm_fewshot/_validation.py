@@ -419,7 +419,10 @@ def check_zero_shot(X: Any, y: Any, n_examples_per_class: int) -> np.ndarray:
             f"n_examples_per_class={n_examples_per_class}; use n_examples_per_class=0, or pass labelled texts as X."
         )
     check_targets(y)
-    names = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else list(y), dtype=object)
+    values = y.to_numpy() if hasattr(y, "to_numpy") else list(y)
+    names = np.asarray(values)
+    if names.dtype.kind not in "biu":  # integer classes stay integers; the rest Python objects
+        names = np.asarray(values, dtype=object)
     if names.ndim != 1:
         raise ValueError(f"With X=None, y must be a 1-D list of class names; got shape {names.shape}.")
     return names

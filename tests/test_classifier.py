@@ -670,3 +670,11 @@ def test_parameters_are_checked_as_scikit_learn_checks_its_own(est):
 def test_a_head_object_is_checked_when_the_classifier_fits(make_clf):
     with pytest.raises(ValueError, match="'rank' parameter of LoRAFineTuning"):
         make_clf(head=LoRAFineTuning(rank=0)).fit(X, Y)
+
+
+def test_zero_shot_from_integer_class_names(make_clf):
+    words = {0: "negative", 1: "positive"}
+    for names in ([0, 1], np.unique(np.array([1, 0, 1])), pd.Series([0, 1])):
+        clf = make_clf(n_examples_per_class=0, label_words=words).fit(None, names)
+        assert clf.classes_.tolist() == [0, 1] and clf.classes_.dtype.kind == "i"
+        assert set(clf.predict(X[:3]).tolist()) <= {0, 1}
