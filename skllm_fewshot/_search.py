@@ -393,7 +393,6 @@ def _trial(estimator: Any, n_train: int) -> Any:
 def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) -> tuple[float, float]:
     """Seconds per row read by ``classifier``'s model, and per adapter step, measured on a
     few of the rows (the model is loaded here if it is not yet)."""
-    y = np.asarray(y, dtype=object) if not hasattr(y, "iloc") else y
     rng = check_random_state(0)
     rows = rng.permutation(len(X))
     few, timed = rows[: min(8, len(rows))], rows[-min(8, len(rows)) :]
