@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ._embedding import TextEmbedder
 from ._engine import CONTENT_FREE, SCORINGS, PromptScorer
 from ._head_factory import make_head
-from ._heads import HEAD_FEATURES, FeatureHead
+from ._heads import HEAD_FEATURES, FeatureHead, PromptHead, UnseenClassesHead
 from ._loading import DTYPES, ModelSpec
 from ._multilabel import decide
 from ._params import ModelParamsMixin
@@ -40,6 +40,7 @@ from ._validation import (
     check_label_texts,
     check_params,
     check_texts,
+    class_counts,
     validate_params,
     warn_truncated,
 )
@@ -86,6 +87,12 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         ``"Classify each {text_name} into one of these categories: {labels}."``
         (or its multi-label form).
         Example: ``instruction="Sentiment of the review: {labels}."``.
+    classes : array-like of shape (n_classes,), default=None
+        Every class, known before each has labelled rows (one label per row). A
+        class without a labelled row is predicted from its name (and its
+        description), as zero-shot: it keeps the prompt's probability, and what
+        is learnt from the rows shares out the rest among the others. ``None``: the
+        classes of ``y``. Example: ``classes=["bancos", "moda", "viajes"]``.
     label_words : dict, default=None
         Class -> word written and scored; default ``str(class)`` (number classes
         warn: the model would score digits). Example: ``{0: "negative", 1: "positive"}``.
@@ -159,7 +166,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The classes, sorted; multi-label: the labels in ``y``'s column order.
+        The classes, sorted (those of ``classes`` when given); multi-label: the
+        labels in ``y``'s column order.
+    class_count_ : ndarray of int of shape (n_classes,)
+        The labelled rows of each class (multi-label: with the label); 0 for a class
+        known by name only.
     multi_label_ : bool
         Whether the fit was multi-label.
     label_words_ : list of str
@@ -208,6 +219,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         "example_selection": [StrOptions(set(EXAMPLE_SELECTIONS))],
         "example_order": [StrOptions(set(EXAMPLE_ORDERS))],
         "embedding": [None, str, os.PathLike, HasMethods(["transform"]), callable],
+        "classes": [None, "array-like"],
         "instruction": [None, str],
         "label_words": [None, Mapping],
         "label_descriptions": [None, Mapping],
@@ -246,6 +258,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         example_order: str = "shuffle",
         embedding: Any = None,
         instruction: str | None = None,
+        classes: Any = None,
         label_words: dict | None = None,
         label_descriptions: dict | None = None,
         text_name: str = "Text",
@@ -274,6 +287,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         self.example_order = example_order
         self.embedding = embedding
         self.instruction = instruction
+        self.classes = classes
         self.label_words = label_words
         self.label_descriptions = label_descriptions
         self.text_name = text_name
@@ -341,6 +355,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         validate_params(self)
         check_params(self)
         texts, y, self.classes_, self.multi_label_ = check_fit_targets(self, X, y)
+        self.class_count_ = class_counts(y, self.classes_, self.multi_label_)
         self.label_words_, self.label_descriptions_ = check_label_texts(self, self.classes_)
         spec = self._spec()
         selection = make_selection(
@@ -360,7 +375,7 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         content_free = self.calibrate is True or self.calibrate == "domain"
         self.content_free_proba_ = engine.content_free_proba() if content_free and one else None
         self._engine = engine
-        self.head_ = make_head(
+        head = make_head(
             self.head,
             self.calibrate,
             self.head_layers,
@@ -368,7 +383,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
             self.multi_label_,
             self.threshold,
             self.random_state,
-        ).fit(engine, texts, y)
+        )
+        seen = self.class_count_ > 0
+        if not self.multi_label_ and not seen.all() and not isinstance(head, PromptHead):
+            head = UnseenClassesHead(head, PromptHead(self.calibrate, self.random_state), seen)
+        self.head_ = head.fit(engine, texts, y)
         return self
 
     def _label_scoring(self) -> str:

@@ -45,7 +45,9 @@ __all__ = [
     "MultiLabelFeatureHead",
     "MultiLabelPromptHead",
     "PromptHead",
+    "UnseenClassesHead",
     "feature_names",
+    "share_out",
 ]
 
 HEAD_FEATURES = ("auto", "hidden", "scores", "both")
@@ -195,6 +197,76 @@ class FeatureHead:
         self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None
     ) -> np.ndarray:
         return self.estimator_.predict_proba(self.features(engine, texts, truncated))
+
+
+def share_out(prompt_proba: np.ndarray, seen_proba: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Each class without a labelled row keeps the prompt's probability; the classes
+    with rows (``seen``) share out the rest as ``seen_proba`` says.
+
+    The prompt reads a class from its name, so it is the one judge of whether a text
+    belongs to a class nobody has labelled yet; among the labelled classes, what was
+    learnt from the rows decides.
+
+    Parameters
+    ----------
+    prompt_proba : ndarray of shape (n_texts, n_classes)
+    seen_proba : ndarray of shape (n_texts, n_seen)
+        Rows sum to 1, over the classes with rows in class order.
+    seen : ndarray of bool of shape (n_classes,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skllm_fewshot._heads import share_out
+    >>> share_out(np.array([[0.5, 0.2, 0.3]]), np.array([[0.9, 0.1]]), np.array([True, False, True]))
+    array([[0.63, 0.2 , 0.07]])
+    """
+    proba = np.array(prompt_proba, dtype=np.float64)
+    rest = 1.0 - proba[:, ~seen].sum(axis=1, keepdims=True)
+    proba[:, seen] = rest * seen_proba
+    return proba
+
+
+class UnseenClassesHead:
+    """A head for the classes with labelled rows, completed by the prompt for the
+    classes declared without any (the classifier's ``classes=``): see :func:`share_out`.
+
+    Parameters
+    ----------
+    head : Head
+        Fitted on the labelled rows (skipped while they show a single class, which
+        then takes all the labelled classes' share).
+    prompt : PromptHead
+        The prompt's probabilities over every class.
+    seen : ndarray of bool of shape (n_classes,)
+    """
+
+    def __init__(self, head: Any, prompt: PromptHead, seen: np.ndarray) -> None:
+        self.head = head
+        self.prompt = prompt
+        self.seen = seen
+
+    def fit(self, engine: Any, texts: Sequence[str], y: np.ndarray) -> UnseenClassesHead:
+        self.prompt.fit(engine, texts, y)
+        self.head_fitted_ = int(self.seen.sum()) > 1
+        if self.head_fitted_:
+            self.head.fit(engine, texts, y)
+        return self
+
+    def features(self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None) -> np.ndarray:
+        return self.head.features(engine, texts, truncated)
+
+    def predict_proba(
+        self, engine: Any, texts: Sequence[str], truncated: list[int] | None = None
+    ) -> np.ndarray:
+        prompt = self.prompt.predict_proba(engine, texts, truncated)
+        if not self.head_fitted_:
+            return share_out(prompt, np.ones((len(prompt), 1)), self.seen)
+        proba = np.asarray(self.head.predict_proba(engine, texts), dtype=np.float64)
+        if proba.shape[1] == len(self.seen):  # a head that scores every label (fine-tuning)
+            proba = proba[:, self.seen]
+            proba = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
+        return share_out(prompt, proba, self.seen)
 
 
 class MultiLabelPromptHead(PromptHead):

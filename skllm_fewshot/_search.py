@@ -47,11 +47,14 @@ from ._classifier import FewShotLLMClassifier
 from ._ensemble import ProductOfExperts
 from ._feature_extraction import LLMFeatures
 from ._finetuning import LoRAFineTuning, auto_steps
+from ._heads import share_out
 from ._multilabel import check_indicator, is_indicator
 from ._validation import (
     HasMethods,
     StrOptions,
+    check_declared_classes,
     check_named_estimators,
+    class_counts,
     copy_input_attributes,
     shared_input_tags,
     validate_params,
@@ -516,7 +519,16 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     refit_time_ : float
         Seconds spent refitting the best on every row (the fallback's fit).
     classes_ : ndarray of shape (n_classes,)
-        The classes, or for multi-label the label names (a DataFrame's columns).
+        The classes (with the classifier's ``classes=``, those), or for multi-label
+        the label names (a DataFrame's columns).
+    class_count_ : ndarray of int of shape (n_classes,)
+        The labelled rows of each class (multi-label: with the label); 0 for a class
+        known by name only.
+    unseen_prompt_ : FewShotLLMClassifier or None
+        With the classifier's ``classes=`` and a class without rows: the prompt over
+        every class, fitted on the rows. Those classes keep its probability; the
+        pick, which compares the classes with rows, shares out the rest. ``None``
+        when every class has rows.
 
     Notes
     -----
@@ -622,6 +634,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
                 f"classifier must be a FewShotLLMClassifier (the default {made} made from it); got "
                 f"{type(base).__name__}. Pass {instead}= to use other estimators."
             )
+        if base.classes is not None:
+            # The candidates compare the classes with rows; fit completes the others.
+            base = clone(base).set_params(classes=None)
         if base.random_state is None:
             # One seed for every default candidate: in each fold they then draw the same
             # examples, so share one prompt and its one pass over the rows.
@@ -693,7 +708,50 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         self : FewShotLLMClassifierCV
         """
         validate_params(self)
+        self.unseen_prompt_ = None
+        declared = self._declared(y)
+        if declared is not None and len(np.unique(column_or_1d(y))) < 2:
+            # One labelled class: nothing to compare, and the prompt alone predicts the others.
+            self.classes_, self.multi_label_ = declared, False
+            self.class_count_ = class_counts(column_or_1d(y), declared, False)
+            self.best_name_, self.best_score_, self.cv_results_ = "prompt", None, None
+            start = time.perf_counter()
+            self.best_estimator_ = _verbose(self._declared_prompt(declared), self.verbose).fit(X, y)
+            self.refit_time_ = time.perf_counter() - start
+            return copy_input_attributes(self, self.best_estimator_)
         y, k, multi_label = self._targets(y)
+        self.class_count_ = class_counts(
+            check_indicator(y)[1] if multi_label else y, self.classes_, multi_label
+        )
+        if declared is not None:
+            self._fit_search(X, y, k, multi_label)
+            seen = np.isin(declared, self.classes_)
+            self.classes_, self.class_count_ = declared, class_counts(y, declared, False)
+            if not seen.all():
+                self.unseen_prompt_ = _verbose(self._declared_prompt(declared), self.verbose).fit(X, y)
+            return self
+        return self._fit_search(X, y, k, multi_label)
+
+    def _declared(self, y: Any) -> np.ndarray | None:
+        """The classifier's ``classes=``, checked against ``y`` (None when not given)."""
+        base = self._classifier()
+        declared = base.classes if isinstance(base, FewShotLLMClassifier) else None
+        if declared is None:
+            return None
+        if y is None or is_indicator(y):
+            raise ValueError(
+                "The classifier's classes= declares the classes of a one-label-per-row target ahead of their "
+                "rows; a multi-label target's columns are its labels: leave classes=None."
+            )
+        return check_declared_classes(declared, column_or_1d(y))
+
+    def _declared_prompt(self, declared: np.ndarray) -> FewShotLLMClassifier:
+        """The prompt over every declared class: what predicts those without rows."""
+        return _prompt(
+            self._default_source("prompt is", "classifier").set_params(classes=declared), "classifier"
+        )
+
+    def _fit_search(self, X: Any, y: Any, k: int, multi_label: bool) -> FewShotLLMClassifierCV:
         candidates = self._candidates(multi_label, k)
         self.multi_label_ = multi_label
         if k < 2:
@@ -881,7 +939,10 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             Columns follow ``classes_``.
         """
         check_is_fitted(self)
-        return self.best_estimator_.predict_proba(X)
+        proba = self.best_estimator_.predict_proba(X)
+        if self.unseen_prompt_ is not None:
+            proba = share_out(self.unseen_prompt_.predict_proba(X), proba, self.class_count_ > 0)
+        return proba
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each text.

@@ -61,7 +61,7 @@ class PromptGroup:
 def _warn_small_classes(y: np.ndarray, classes: np.ndarray, k: int) -> None:
     for c in classes:
         n = int(np.sum(y == c))
-        if n < k:
+        if 0 < n < k:  # a class without rows is one declared ahead of them (classes=)
             warnings.warn(
                 f"Class {c!r} has {n} training rows, fewer than n_examples_per_class={k}; all of them are used.",
                 UserWarning,

@@ -32,6 +32,7 @@ __all__ = [
     "check_label_texts",
     "check_label_words",
     "check_fit_targets",
+    "class_counts",
     "check_named_estimators",
     "check_param_text",
     "check_params",
@@ -440,6 +441,17 @@ def check_fit_targets(est: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray,
     from ._multilabel import check_indicator, is_indicator
 
     multi = est.multi_label is True or (est.multi_label == "auto" and X is not None and is_indicator(y))
+    declared = getattr(est, "classes", None)
+    if declared is not None and (multi or X is None):
+        raise ValueError(
+            "classes= declares the classes of a one-label-per-row target ahead of their rows; "
+            + (
+                "with X=None, y names the classes"
+                if X is None
+                else "a multi-label target's columns are its labels"
+            )
+            + ": leave classes=None."
+        )
     if X is None:
         names = check_zero_shot(X, y, est.n_examples_per_class)
         if multi:
@@ -465,7 +477,34 @@ def check_fit_targets(est: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray,
     # name, so fitting on df and predicting on df["text"] (or a list) does not warn.
     _, y = validate_data(est, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
     check_classification_targets(y)
-    return texts, y, _classes(y), False
+    return texts, y, _classes(y) if declared is None else check_declared_classes(declared, y), False
+
+
+def check_declared_classes(declared: Any, y: np.ndarray) -> np.ndarray:
+    """The sorted classes of ``classes=``, checked to hold every class of ``y``."""
+    from sklearn.utils.multiclass import check_classification_targets
+
+    names = np.asarray(list(declared) if not hasattr(declared, "__array__") else declared)
+    if names.ndim != 1:
+        raise ValueError(f"classes must be one-dimensional (one entry per class); got shape {names.shape}.")
+    check_classification_targets(names)
+    classes = _classes(names)
+    if len(classes) != len(names):
+        raise ValueError(f"classes must name each class once; got {names.tolist()!r}.")
+    missing = [c.item() if isinstance(c, np.generic) else c for c in np.unique(y) if not np.isin(c, classes)]
+    if missing:
+        raise ValueError(
+            f"y has classes that classes= does not list: {missing!r}. classes= must hold every class of y "
+            f"(got {classes.tolist()!r})."
+        )
+    return classes
+
+
+def class_counts(y: np.ndarray, classes: np.ndarray, multi_label: bool) -> np.ndarray:
+    """The labelled rows of each class (of each label: its positives)."""
+    if multi_label:
+        return np.asarray(y).sum(axis=0).astype(int)
+    return np.array([int(np.sum(y == c)) for c in classes], dtype=int)
 
 
 def _classes(y: np.ndarray) -> np.ndarray:
