@@ -3,11 +3,12 @@
 For each task and k (rows per class; one draw of ``bench_accuracy.py``'s rows and its
 300 test rows), ``FewShotLLMClassifierCV`` with the defaults (``fine_tune="auto"``: with
 ``peft`` and up to 4 classes, LoRA fine-tuning is a candidate) is fitted and timed, and
-its pick scored on the test rows. Then every default candidate is fitted once on all k
-rows per class and scored the same way, which gives the best candidate's test accuracy
-and the cost of the most expensive candidate fitted once (the adapter's fit reuses the
-search's refit where the adapter was the pick). The ratio of the two costs is the
-search's overhead.
+its pick scored on the test rows. The search runs with ``verbose=True``: the expected
+time of the plan it prints first is recorded beside the measured time. Then every
+default candidate is fitted once on all k rows per class and scored the same way,
+which gives the best candidate's test accuracy and the cost of the most expensive
+candidate fitted once (the adapter's fit reuses the search's refit where the adapter
+was the pick). The ratio of the two costs is the search's overhead.
 
     python benchmarks/bench_pick_scale.py --tasks sst2 --ks 8 32 128 512 --draws 1 --threads 2
 
@@ -18,6 +19,9 @@ newest records to ``docs/pick_scale_latest.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,6 +36,25 @@ RECORDS = ROOT / "docs" / "pick_scale.jsonl"
 TABLE = ROOT / "docs" / "pick_scale_latest.md"
 
 
+class _Tee(io.StringIO):
+    """Standard output kept and still shown."""
+
+    def write(self, text: str) -> int:
+        sys.__stdout__.write(text)
+        return super().write(text)
+
+
+def expected_seconds(plan: str, adapter_picked: bool) -> float | None:
+    """The expected time in the verbose plan: with the adapter's refit if it was picked."""
+    found = re.search(
+        r"expected: about (\d+) (s|min)(?: \((\d+) (s|min) if the adapter is not picked\))?", plan
+    )
+    if found is None:
+        return None
+    value, unit = found.group(1, 2) if adapter_picked or found.group(3) is None else found.group(3, 4)
+    return float(value) * (60 if unit == "min" else 1)
+
+
 def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score
@@ -42,11 +65,15 @@ def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:
     X, y, Xt, yt = load_task(task, args, args.test)
     rows = np.concatenate([o[:k] for o in draw_rows(y, draw, k)])
     search = make_configs(task, draw, ["pick"], args.model)["pick"]
-    search.set_params(fine_tune=args.fine_tune)
+    search.set_params(fine_tune=args.fine_tune, verbose=True)
     clear_feature_cache()
+    out = _Tee()
     start = time.perf_counter()
-    search.fit(X[rows], y[rows])
+    with contextlib.redirect_stdout(out):
+        search.fit(X[rows], y[rows])
     search_s = time.perf_counter() - start
+    search.set_params(verbose=False)
+    expected_s = expected_seconds(out.getvalue(), search.best_name_ == "lora")
     accuracy = {"pick": accuracy_score(yt, search.predict(Xt))}
     fit_s = {}
     for name, candidate in zip(search.cv_results_["name"], search.cv_results_["params"]):
@@ -68,7 +95,7 @@ def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:
         best_candidate=best, best_accuracy=accuracy[best], costliest=costliest,
         costliest_fit_s=fit_s[costliest], overhead=search_s / fit_s[costliest],
         accuracy=accuracy, fit_s=fit_s, folds=sum(key.startswith("split") for key in search.cv_results_),
-        trial_rows=ADAPTER_TRIAL_ROWS,
+        trial_rows=ADAPTER_TRIAL_ROWS, expected_s=expected_s,
         date=time.strftime("%Y-%m-%d"), command=args.command,
     )  # fmt: skip
 
@@ -78,21 +105,27 @@ def render(records: list[dict]) -> str:
         '`FewShotLLMClassifierCV` with its defaults (`fine_tune="auto"`, `peft` installed), the embedded '
         "SmolLM2-135M-Instruct on the CPU; one draw of the rows, 300 test rows. *Search* is the whole "
         "default fit; *costliest fit* is its most expensive candidate fitted once on every row; "
-        "*overhead* their ratio.",
+        "*overhead* their ratio; *planned* the time the verbose plan expected before the search began.",
         "",
-        "| task | rows per class | search | costliest fit | overhead | folds | adapter trial rows | picked "
+        "| task | rows per class | search | planned | costliest fit | overhead | folds | adapter trial rows | picked "
         "| pick's accuracy | best candidate | its accuracy | threads | date |",
-        "|---" * 13 + "|",
+        "|---" * 14 + "|",
     ]
     for r in sorted(records, key=lambda r: (r["task"], r["k"], r["draw"])):
         lines.append(
-            f"| {r['task']} | {r['k']} | {r['search_s'] / 60:.1f} min | {r['costliest']}: "
+            f"| {r['task']} | {r['k']} | {r['search_s'] / 60:.1f} min | {_planned(r)} | {r['costliest']}: "
             f"{r['costliest_fit_s'] / 60:.1f} min | {r['overhead']:.2f}x | {r['folds']} | {r.get('trial_rows', '-')} "
             f"| {r['picked']} "
             f"| {r['pick_accuracy']:.3f} | {r['best_candidate']} | {r['best_accuracy']:.3f} "
             f"| {r['threads']} | {r['date']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _planned(record: dict) -> str:
+    if record.get("expected_s") is None:
+        return "-"
+    return f"{record['expected_s'] / 60:.1f} min ({record['expected_s'] / record['search_s'] - 1:+.0%})"
 
 
 def main(argv=None) -> None:

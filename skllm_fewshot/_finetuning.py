@@ -42,12 +42,18 @@ from ._validation import HasMethods, Interval, StrOptions, validate_params
 __all__ = ["FineTunedHead", "LoRAFineTuning", "auto_steps", "shared_copy"]
 
 
+# The most steps of max_steps="auto": 1,600 rows seen at the default batch of 8, so
+# that a fit on any number of rows takes minutes on a CPU, not half an hour (at 512
+# rows per class on SST-2 it reached the accuracy given in docs/choosing.md).
+MAX_AUTO_STEPS = 200
+
+
 def auto_steps(n_rows: int, batch_size: int) -> int:
-    """Optimizer steps of ``max_steps="auto"``: 4 epochs, at least 20 and at most 400 steps.
+    """Optimizer steps of ``max_steps="auto"``: 4 epochs, at least 20 and at most 200 steps.
 
     Measured on SST-2 (``docs/accuracy_log.md``): with 16 rows, 20 steps (10 epochs)
     beat 40, which drive the training loss to 0.002 and overfit; with more rows,
-    4 epochs.
+    4 epochs, up to :data:`MAX_AUTO_STEPS`.
 
     Parameters
     ----------
@@ -64,9 +70,9 @@ def auto_steps(n_rows: int, batch_size: int) -> int:
     --------
     >>> from skllm_fewshot._finetuning import auto_steps
     >>> auto_steps(16, 8), auto_steps(64, 8), auto_steps(10_000, 8)
-    (20, 32, 400)
+    (20, 32, 200)
     """
-    return int(min(400, max(20, 4 * math.ceil(n_rows / batch_size))))
+    return int(min(MAX_AUTO_STEPS, max(20, 4 * math.ceil(n_rows / batch_size))))
 
 
 def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -127,7 +133,7 @@ class LoRAFineTuning(BaseEstimator):
     learning_rate : float, default=1e-3
         AdamW's, decayed linearly to zero.
     max_steps : int or "auto", default="auto"
-        Optimizer steps; ``"auto"``: :func:`auto_steps` (4 epochs, 20 to 400 steps).
+        Optimizer steps; ``"auto"``: :func:`auto_steps` (4 epochs, 20 to 200 steps).
     batch_size : int, default=8
         Rows per step.
     class_weight : None or "balanced", default=None
