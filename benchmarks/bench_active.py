@@ -10,7 +10,10 @@ counted.
 The classifier of the loop is the search's frozen head (``head_C0.1``: standardised
 features + ``LogisticRegression(C=0.1)``) on the model's features under the zero-shot
 prompt, with a class that has no labelled row yet kept predictable from its name: it
-gets the zero-shot prompt's probability, and the head shares out the rest. The model
+gets the zero-shot prompt's probability, and the head shares out the rest (the
+library's ``share_out``, as with the classifier's ``classes=``); the strategies are told
+which classes have no labelled row yet, as ``suggest_labels`` reads it from the
+estimator's ``class_count_``. The model
 reads the pool and the test rows once per task (the features do not change between
 rounds), so every strategy, round and draw is measured on the same features; the
 strategies are the library's own (``skllm_fewshot._active.select``).
@@ -77,19 +80,15 @@ def classifier_proba(data: dict, rows: np.ndarray, F: np.ndarray, P0: np.ndarray
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from skllm_fewshot._heads import share_out
+
     classes, labels = data["classes"], data["y"][rows]
-    seen = np.unique(labels)
-    if len(seen) < 2:
-        return P0
+    seen = np.isin(classes, labels)
+    if seen.sum() < 2:
+        return share_out(P0, np.ones((len(P0), 1)), seen) if seen.any() else P0
     head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     head.fit(data["F"][rows], labels)
-    seen_cols = np.searchsorted(classes, head.classes_)
-    unseen = np.setdiff1d(np.arange(len(classes)), seen_cols)
-    proba = np.zeros_like(P0)
-    rest = 1.0 - P0[:, unseen].sum(axis=1, keepdims=True)
-    proba[:, seen_cols] = head.predict_proba(F) * rest
-    proba[:, unseen] = P0[:, unseen]
-    return proba
+    return share_out(P0, head.predict_proba(F), seen)
 
 
 def run(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict]:
@@ -108,7 +107,8 @@ def run(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict
         for budget in range(1, max(args.budgets) + 1):
             rows = np.flatnonzero(done)
             proba = classifier_proba(sub, rows, sub["F"], sub["P"]) if len(rows) else sub["P"]
-            new = select(unit, proba, done, n_classes, strategy, picker)
+            missing = ~np.isin(data["classes"], sub["y"][rows])
+            new = select(unit, proba, done, n_classes, strategy, picker, missing=missing)
             done[new] = True
             if budget in args.budgets:
                 rows = np.flatnonzero(done)

@@ -45,14 +45,16 @@ class _Tee(io.StringIO):
 
 
 def expected_seconds(plan: str, adapter_picked: bool) -> float | None:
-    """The expected time in the verbose plan: with the adapter's refit if it was picked."""
+    """The expected time in the verbose plan (with the adapter's refit if it was picked), and
+    the seconds of the plan's own measurement before it."""
+    measured = re.search(r"measured here \(in (\d+) s\)", plan)
     found = re.search(
         r"expected: about (\d+) (s|min)(?: \((\d+) (s|min) if the adapter is not picked\))?", plan
     )
     if found is None:
         return None
     value, unit = found.group(1, 2) if adapter_picked or found.group(3) is None else found.group(3, 4)
-    return float(value) * (60 if unit == "min" else 1)
+    return float(value) * (60 if unit == "min" else 1) + (float(measured.group(1)) if measured else 0.0)
 
 
 def measure(task: str, draw: int, k: int, args: argparse.Namespace) -> dict:

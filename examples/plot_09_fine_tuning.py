@@ -75,7 +75,7 @@ for name, model in models.items():
 # -----------------
 #
 # ``head_.loss_curve_`` holds each step's loss; ``head_.n_steps_`` the steps run
-# (``max_steps="auto"``: 4 epochs, 20 to 400 steps).
+# (``max_steps="auto"``: 4 epochs, 20 to 200 steps).
 import matplotlib.pyplot as plt
 
 tuned = models["LoRA fine-tuned"]

@@ -5,8 +5,10 @@ features and its probabilities come from the same pass, through the engine's fea
 cache) and returns the indices of the texts most worth labelling, best first. With a
 fitted estimator a text's worth is its uncertainty; the batch is spread out by
 distance in the model's features, so that it is not ``n`` copies of one doubt, and
-across the classes the estimator predicts, so that a class no labelled row shows yet
-is looked for from the first rounds. With an unfitted estimator (no labels at all),
+across the classes the estimator predicts. A class that no labelled row shows yet
+(``class_count_`` 0: every class of a zero-shot fit, or one declared with the
+classifier's ``classes=``) gets first the text the estimator finds likeliest to be
+of it, so that the rare classes are found in the first rounds. With an unfitted estimator (no labels at all),
 diversity alone picks texts that cover the pool.
 """
 
@@ -59,10 +61,12 @@ def suggest_labels(
         when the batch is spread out.
     strategy : {"margin_diversity", "margin", "entropy", "diversity", "random"}, \
 default="margin_diversity"
-        ``"margin_diversity"``: the smallest margin between the two likeliest classes
-        (for multi-label, the probability nearest 0.5, averaged over the labels),
-        times the distance to the nearest text labelled or already chosen, taken in
-        turn over the predicted classes; ``"margin"`` and ``"entropy"``: the most
+        ``"margin_diversity"``: first, for each class that no labelled row shows
+        yet (see the classifier's ``classes=``), the text likeliest to be of it;
+        then the smallest margin between the two likeliest classes (for
+        multi-label, the probability nearest 0.5, averaged over the labels), times
+        the distance to the nearest text labelled or already chosen, taken in turn
+        over the predicted classes; ``"margin"`` and ``"entropy"``: the most
         uncertain texts alone; ``"diversity"``: the farthest-first traversal of the
         features (what an unfitted estimator gets); ``"random"``: a random draw, the
         baseline.
@@ -113,8 +117,18 @@ default="margin_diversity"
         strategy = "diversity"  # no labels and no fit: nothing to be uncertain about
     features = _features(final, texts, fitted)
     proba = None if strategy == "diversity" else np.asarray(final.predict_proba(texts), dtype=np.float64)
+    missing = None
+    if fitted and hasattr(final, "class_count_"):
+        missing = np.asarray(final.class_count_) == 0
     return select(
-        features, proba, done, n, strategy, rng, multi_label=bool(getattr(final, "multi_label_", False))
+        features,
+        proba,
+        done,
+        n,
+        strategy,
+        rng,
+        multi_label=bool(getattr(final, "multi_label_", False)),
+        missing=missing,
     )
 
 
@@ -126,6 +140,7 @@ def select(
     strategy: str,
     rng: np.random.RandomState,
     multi_label: bool = False,
+    missing: np.ndarray | None = None,
 ) -> np.ndarray:
     """The picks of ``strategy`` from a pool's features (rows of unit length) and probabilities.
 
@@ -143,6 +158,11 @@ def select(
     rng : RandomState
     multi_label : bool, default=False
         ``proba`` holds each label's own probability.
+    missing : ndarray of bool of shape (n_classes,), default=None
+        The classes (labels) without a labelled row (with a positive one). With
+        ``"margin_diversity"``, the first picks are, for each of them in turn, the
+        text the estimator finds likeliest to be of it: the one best bet per class
+        that the labeller can confirm or correct.
 
     Returns
     -------
@@ -158,7 +178,28 @@ def select(
     if strategy in ("margin", "entropy"):
         order = available[np.lexsort((rng.random_sample(len(available)), -uncertainty[available]))]
         return order[:n]
-    return _farthest_first(features, done, n, uncertainty, predicted, rng)
+    found = _best_bets(proba, done, n, missing) if missing is not None else []
+    if not found:
+        return _farthest_first(features, done, n, uncertainty, predicted, rng)
+    covered = done.copy()
+    covered[found] = True
+    rest = _farthest_first(features, covered, n - len(found), uncertainty, predicted, rng)
+    return np.concatenate([np.array(found, dtype=int), rest])
+
+
+def _best_bets(proba: np.ndarray, done: np.ndarray, n: int, missing: np.ndarray) -> list[int]:
+    """For each class without a labelled row, the unlabelled text likeliest to be of it,
+    the surest bets first (at most ``n``)."""
+    free = ~done
+    left = list(np.flatnonzero(missing))
+    picks: list[int] = []
+    while left and len(picks) < n and free.any():
+        best = [int(np.argmax(np.where(free, proba[:, c], -np.inf))) for c in left]
+        turn = int(np.argmax([proba[row, c] for row, c in zip(best, left)]))
+        picks.append(best[turn])
+        free[best[turn]] = False
+        left.pop(turn)
+    return picks
 
 
 def _final_step(estimator: Any, X: Any) -> tuple[Any, np.ndarray]:

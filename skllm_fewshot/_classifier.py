@@ -355,7 +355,11 @@ class FewShotLLMClassifier(ClassifierMixin, ModelParamsMixin, BaseEstimator):
         validate_params(self)
         check_params(self)
         texts, y, self.classes_, self.multi_label_ = check_fit_targets(self, X, y)
-        self.class_count_ = class_counts(y, self.classes_, self.multi_label_)
+        self.class_count_ = (
+            class_counts(y, self.classes_, self.multi_label_)
+            if len(texts)
+            else np.zeros(len(self.classes_), int)
+        )
         self.label_words_, self.label_descriptions_ = check_label_texts(self, self.classes_)
         spec = self._spec()
         selection = make_selection(

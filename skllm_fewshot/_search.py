@@ -43,7 +43,9 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
+from ._calibration import N_DOMAIN_QUERIES
 from ._classifier import FewShotLLMClassifier
+from ._engine import CONTENT_FREE
 from ._ensemble import ProductOfExperts
 from ._feature_extraction import LLMFeatures
 from ._finetuning import LoRAFineTuning, auto_steps
@@ -393,25 +395,34 @@ def _trial(estimator: Any, n_train: int) -> Any:
     return clone(estimator).set_params(head=clone(tuning).set_params(max_steps=steps))
 
 
-def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) -> tuple[float, float]:
-    """Seconds per row read by ``classifier``'s model, and per adapter step, measured on a
-    few of the rows (the model is loaded here if it is not yet)."""
+def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) -> tuple[float, float, float]:
+    """Seconds per row read by ``classifier``'s model, per adapter step, and to set an
+    adapter up, measured on a few of the rows (the model is loaded here if it is not yet).
+
+    The first pass of a process is slower than the passes of the search (threads and
+    memory warm up), so rows are read once before the timed read; an adapter is timed
+    at 1 and 3 steps, whose difference is the steps alone.
+    """
     rng = check_random_state(0)
     rows = rng.permutation(len(X))
     few, timed = rows[: min(8, len(rows))], rows[-min(8, len(rows)) :]
     probe = clone(classifier).set_params(n_examples_per_class=0, calibrate=False, verbose=False)
     probe.fit(_safe_indexing(X, few), _safe_indexing(y, few))
+    probe.features(np.asarray(_safe_indexing(X, few), dtype=object))  # the warm-up
     start = time.perf_counter()
     probe.features(np.asarray(_safe_indexing(X, timed), dtype=object))
     row_s = (time.perf_counter() - start) / len(timed)
-    step_s = 0.0
-    if adapter:
+    if not adapter:
+        return row_s, 0.0, 0.0
+    seconds = []
+    for steps in (1, 3):
         start = time.perf_counter()
-        clone(probe).set_params(head=LoRAFineTuning(max_steps=2)).fit(
+        clone(probe).set_params(head=LoRAFineTuning(max_steps=steps)).fit(
             _safe_indexing(X, few), _safe_indexing(y, few)
         )
-        step_s = (time.perf_counter() - start) / 2
-    return row_s, step_s
+        seconds.append(time.perf_counter() - start)
+    step_s = max(seconds[1] - seconds[0], 0.0) / 2
+    return row_s, step_s, max(seconds[0] - step_s, 0.0)
 
 
 def _duration(seconds: float) -> str:
@@ -833,18 +844,20 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             )
         source = self._classifier()
         if isinstance(source, FewShotLLMClassifier):
-            row_s, step_s = _measure(source, X, y, bool(adapters))
-            frozen = (len(fits) + 1) * n * row_s
-            with_adapter = frozen + (steps + refit_steps) * step_s + sum(n - m for m in fits) * row_s
+            start = time.perf_counter()
+            row_s, step_s, setup_s = _measure(source, X, y, bool(adapters))
+            measured_s = time.perf_counter() - start
+            # Each prompt reads every row and its calibration queries (content-free and domain).
+            queries = len(CONTENT_FREE) + N_DOMAIN_QUERIES
+            frozen = (len(fits) + 1) * (n + queries) * row_s
+            # Each adapter fit: its set-up and steps, and its own pass over the held-out rows.
+            adapter_s = len(fits) * setup_s + steps * step_s + sum(n - m for m in fits) * row_s
+            with_adapter = frozen + adapter_s + setup_s + refit_steps * step_s
             lines.append(
-                f"  measured here: {row_s:.2f} s per row read"
+                f"  measured here (in {measured_s:.0f} s): {row_s:.2f} s per row read"
                 + (f", {step_s:.1f} s per adapter step" if adapters else "")
                 + f"; expected: about {_duration(with_adapter if adapters else frozen)}"
-                + (
-                    f" ({_duration(frozen + steps * step_s)} if the adapter is not picked)"
-                    if adapters
-                    else ""
-                )
+                + (f" ({_duration(frozen + adapter_s)} if the adapter is not picked)" if adapters else "")
             )
         return "\n".join(lines)
 

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV, clear_feature_cache, suggest_labels
-from skllm_fewshot._active import STRATEGIES, _farthest_first
+from skllm_fewshot._active import STRATEGIES, _farthest_first, select
 
 POOL = [f"{word} {i}" for i in range(6) for word in ("great film", "awful film", "a film about trains")]
 
@@ -50,6 +50,42 @@ def test_an_unfitted_estimator_gets_a_spread_of_the_pool(make):
     np.testing.assert_array_equal(
         picks, suggest_labels(make(), POOL, 4, strategy="diversity", random_state=0)
     )
+
+
+def test_classes_without_rows_get_their_likeliest_text_first():
+    rng = np.random.RandomState(0)
+    features = rng.randn(8, 4)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    proba = np.full((8, 3), 0.1)
+    proba[:, 0] = 0.8
+    proba[[2, 5], 1], proba[[2, 5], 0] = [0.5, 0.6], [0.4, 0.3]  # row 5 the likeliest "1"
+    proba[[1, 6], 2], proba[[1, 6], 0] = [0.7, 0.3], [0.2, 0.6]  # row 1 the likeliest "2"
+    done = np.zeros(8, dtype=bool)
+    done[5] = True  # labelled (its label not "1": class 1 is still missing)
+    picks = select(features, proba, done, 4, "margin_diversity", rng, missing=np.array([False, True, True]))
+    assert picks[:2].tolist() == [1, 2]  # the surer bet first; never a labelled row
+    assert len(set(picks.tolist())) == 4 and 5 not in picks
+    # Without missing classes, the same call spreads by doubt and distance alone.
+    plain = select(features, proba, done, 4, "margin_diversity", np.random.RandomState(0))
+    assert len(plain) == 4 and 5 not in plain
+
+
+def test_zero_shot_and_declared_classes_look_for_each_class(make):
+    names = ["negative", "neutral", "positive"]
+    zero = make(n_examples_per_class=0).fit(None, names)
+    np.testing.assert_array_equal(zero.class_count_, [0, 0, 0])
+    proba = zero.predict_proba(POOL)
+    picks = suggest_labels(zero, POOL, 3, random_state=0)
+    # One best bet per class: each pick is the pool's likeliest text of a different class.
+    bets = {int(np.argmax(proba[:, c])) for c in range(3)}
+    assert len(set(picks.tolist()) & bets) >= 1 and len(set(picks.tolist())) == 3
+    assert picks[0] == max(bets, key=lambda row: proba[row].max())
+    declared = make(classes=names, head=LogisticRegression()).fit(
+        SENTIMENT_X[:4], ["negative", "positive"] * 2
+    )
+    proba = declared.predict_proba(POOL)
+    first = suggest_labels(declared, POOL, 2, random_state=0)[0]
+    assert first == int(np.argmax(proba[:, 1]))  # the likeliest "neutral", the class without rows
 
 
 def test_farthest_first_covers_every_cluster_and_every_predicted_class():
