@@ -64,8 +64,9 @@ def read_task(task: str, args: argparse.Namespace) -> dict:
     print(task, f"{len(texts)} texts read in {time.perf_counter() - start:.0f} s", flush=True)
     m = len(superset)
     return dict(
-        classes=classes, y=y[superset], yt=yt, F=features[:m], Ft=features[m:], P=proba[:m], Pt=proba[m:]
-    )
+        classes=classes, y=y[superset], yt=yt, F=features[:m], Ft=features[m:], P=proba[:m], Pt=proba[m:],
+        X=X[superset], Xt=Xt, zero=zero,
+    )  # fmt: skip
 
 
 def unit_rows(F: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -124,7 +125,50 @@ def run(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict
     return records
 
 
-def render(records: list[dict]) -> str:
+def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict]:
+    """The loop with the library itself: ``suggest_labels`` on ``FewShotLLMClassifierCV``, refitted
+    on the labelled rows each round (``classes=`` every class; the prompt without examples, so
+    that the model reads the pool once and every round is the search's heads and unions)."""
+    from sklearn.base import clone
+
+    from skllm_fewshot import FewShotLLMClassifierCV, suggest_labels
+
+    rng = np.random.RandomState(1000 + draw)
+    pool = rng.choice(len(data["y"]), size=min(args.pool, len(data["y"])), replace=False)
+    texts, labels, classes = data["X"][pool], data["y"][pool], data["classes"]
+    classifier = clone(data["zero"]).set_params(classes=classes)
+    records = []
+    for strategy in [s for s in args.strategies if s in ("random", "margin_diversity")]:
+        picker = np.random.RandomState(draw)
+        done = np.zeros(len(pool), dtype=bool)
+        estimator = data["zero"]
+        for budget in range(1, max(args.budgets) + 1):
+            start = time.perf_counter()
+            if strategy == "random":
+                new = picker.choice(np.flatnonzero(~done), size=len(classes), replace=False)
+            else:
+                new = suggest_labels(
+                    estimator, texts, len(classes), labelled=np.flatnonzero(done), random_state=draw
+                )
+            done[new] = True
+            rows = np.flatnonzero(done)
+            if strategy != "random" or budget in args.budgets:
+                search = FewShotLLMClassifierCV(classifier, fine_tune=False, random_state=draw)
+                estimator = search.fit(texts[rows], labels[rows])
+            if budget in args.budgets:
+                accuracy = float(estimator.score(data["Xt"], data["yt"]))
+                records.append(
+                    dict(task=task, draw=draw, strategy=strategy, budget=budget, labels=int(done.sum()),
+                         accuracy=accuracy, classes_found=len(np.unique(labels[rows])),
+                         classes_in_pool=len(np.unique(labels)), pool=len(pool), loop="search",
+                         picked=estimator.best_name_, round_s=time.perf_counter() - start,
+                         date=time.strftime("%Y-%m-%d"), command=args.command)
+                )  # fmt: skip
+                print(task, draw, strategy, budget, f"{accuracy:.3f}", estimator.best_name_, flush=True)
+    return records
+
+
+def render(records: list[dict], loop: str = "head") -> str:
     import pandas as pd
 
     df = pd.DataFrame(records)
@@ -134,11 +178,17 @@ def render(records: list[dict]) -> str:
     )
     draws = df.groupby("task")["draw"].nunique()
     strategies = [s for s in STRATEGIES if s in acc.columns]
+    classifier = (
+        "the frozen head on the embedded SmolLM2's features, the zero-shot prompt for classes without a "
+        "labelled row"
+        if loop == "head"
+        else "`FewShotLLMClassifierCV` refitted on the labelled rows each round, `fine_tune=False`, its "
+        "prompt without examples and `classes=` every class, on the embedded SmolLM2"
+    )
     lines = [
         f"`suggest_labels` strategies against random labels: a simulated labeller, pools of "
         f"{df['pool'].iloc[0]} texts in their natural class proportions, from the label names alone; "
-        "test accuracy of the loop's classifier (the frozen head on the embedded SmolLM2's features, the "
-        "zero-shot prompt for classes without a labelled row) after each budget, in labels per class, "
+        f"test accuracy of the loop's classifier ({classifier}) after each budget, in labels per class, "
         f"mean over draws ({', '.join(f'{t}: {n}' for t, n in draws.items())}); in brackets, the classes "
         "found.",
         "",
@@ -188,6 +238,10 @@ def main(argv=None) -> None:
     parser.add_argument("--superset", type=int, default=1000, help="texts read, of which each pool is drawn")
     parser.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument(
+        "--loop", choices=["head", "search"], default="head",
+        help="the loop's classifier: the frozen head on saved features, or FewShotLLMClassifierCV refitted",
+    )  # fmt: skip
     parser.add_argument("--report", action="store_true", help="only the table and plot, from the records")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_active.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -197,14 +251,18 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
         for task in args.tasks:
             data = read_task(task, args)
-            records = [r for draw in range(args.first_draw, args.first_draw + args.draws)
-                       for r in run(task, data, draw, args)]  # fmt: skip
-            append_records(RECORDS, records)
-    newest = newest_records(RECORDS, ("task", "draw", "strategy", "budget"))
-    table = render(newest)
+            loop = run_search if args.loop == "search" else run
+            for draw in range(args.first_draw, args.first_draw + args.draws):
+                append_records(RECORDS, loop(task, data, draw, args))
+    records = newest_records(RECORDS, ("task", "draw", "strategy", "budget", "loop"))
+    head = [r for r in records if r.get("loop", "head") == "head"]
+    search = [r for r in records if r.get("loop") == "search"]
+    table = render(head)
+    if search:
+        table += "\n" + render(search, "search")
     print(table)
     TABLE.write_text(table, encoding="utf-8")
-    plot(newest)
+    plot(head)
 
 
 if __name__ == "__main__":

@@ -139,3 +139,19 @@ def test_the_search_with_one_labelled_class_is_the_prompt_over_every_class(make_
     assert search.predict_proba(X).shape == (len(X), 3)
     with pytest.raises(ValueError, match="multi-label target's columns are its labels"):
         FewShotLLMClassifierCV(make_clf(classes=classes)).fit(Xl, np.eye(2, dtype=int)[[0, 1] * 2])
+
+
+def test_similar_examples_with_a_class_without_rows(tiny_clf):
+    y = ["alpha", "beta"] * 3
+    clf = tiny_clf(classes=NAMES, example_selection="similar", n_examples_per_class=1).fit(X, y)
+    assert {label for _, label in clf.examples_for(X[:1])[0]} == {"alpha", "beta"}
+    assert clf.predict_proba(X).shape == (len(X), 3)
+
+
+def test_a_pickled_classifier_with_a_class_without_rows(tiny_clf):
+    import pickle
+
+    clf = tiny_clf(classes=NAMES, head=LogisticRegression()).fit(X, ["alpha", "beta"] * 3)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(again.class_count_, clf.class_count_)
