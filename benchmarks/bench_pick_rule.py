@@ -35,7 +35,6 @@ CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 def collect(args: argparse.Namespace) -> None:
     import torch
 
-    from skllm_fewshot._search import CONSTANT, default_candidates
 
     torch.set_num_threads(args.threads)
     with open(CV_FILE, "a", encoding="utf-8") as out:
@@ -47,7 +46,8 @@ def collect(args: argparse.Namespace) -> None:
                     if k < 2:
                         continue
                     rows = np.concatenate([o[:k] for o in order])
-                    search = make_configs(task, draw, ["pick"])["pick"]
+                    # The frozen candidates, whose test accuracies bench_accuracy.py records.
+                    search = make_configs(task, draw, ["pick"])["pick"].set_params(fine_tune=False)
                     start = time.perf_counter()
                     search.fit(X[rows], y[rows])
                     cv = search.cv_results_
@@ -55,7 +55,7 @@ def collect(args: argparse.Namespace) -> None:
                         (key for key in cv if key.startswith("split") and key.endswith("_test_score")),
                         key=lambda key: int(key[5:].split("_")[0]),
                     )
-                    names = [n for n, _ in default_candidates(search.classifier)] + [CONSTANT]
+                    names = list(cv["name"])
                     record = dict(
                         task=task,
                         draw=draw,
