@@ -35,7 +35,6 @@ CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 def collect(args: argparse.Namespace) -> None:
     import torch
 
-
     torch.set_num_threads(args.threads)
     with open(CV_FILE, "a", encoding="utf-8") as out:
         for task in args.tasks:

@@ -77,7 +77,11 @@ def test_integer_classes_and_a_clone(tiny_clf):
 @pytest.mark.parametrize(
     "classes, y, message",
     [
-        (["alpha", "beta"], ["alpha", "gamma"] * 3, r"y has classes that classes= does not list: \['gamma'\]"),
+        (
+            ["alpha", "beta"],
+            ["alpha", "gamma"] * 3,
+            r"y has classes that classes= does not list: \['gamma'\]",
+        ),
         (["alpha", "alpha", "beta"], ["alpha", "beta"] * 3, "name each class once"),
         (["alpha"], ["alpha"] * 6, "at least two classes"),
         ([["alpha", "beta"]], ["alpha", "beta"] * 3, "one-dimensional"),
