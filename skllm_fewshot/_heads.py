@@ -219,7 +219,7 @@ def share_out(prompt_proba: np.ndarray, seen_proba: np.ndarray, seen: np.ndarray
     >>> import numpy as np
     >>> from skllm_fewshot._heads import share_out
     >>> share_out(np.array([[0.5, 0.2, 0.3]]), np.array([[0.9, 0.1]]), np.array([True, False, True]))
-    array([[0.63, 0.2 , 0.07]])
+    array([[0.72, 0.2 , 0.08]])
     """
     proba = np.array(prompt_proba, dtype=np.float64)
     rest = 1.0 - proba[:, ~seen].sum(axis=1, keepdims=True)
