@@ -731,17 +731,16 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             self.refit_time_ = time.perf_counter() - start
             return copy_input_attributes(self, self.best_estimator_)
         y, k, multi_label = self._targets(y)
+        self._fit_search(X, y, k, multi_label)
+        if declared is not None:
+            seen = np.isin(declared, self.classes_)
+            self.classes_ = declared
+            if not seen.all():
+                self.unseen_prompt_ = _verbose(self._declared_prompt(declared), self.verbose).fit(X, y)
         self.class_count_ = class_counts(
             check_indicator(y)[1] if multi_label else y, self.classes_, multi_label
         )
-        if declared is not None:
-            self._fit_search(X, y, k, multi_label)
-            seen = np.isin(declared, self.classes_)
-            self.classes_, self.class_count_ = declared, class_counts(y, declared, False)
-            if not seen.all():
-                self.unseen_prompt_ = _verbose(self._declared_prompt(declared), self.verbose).fit(X, y)
-            return self
-        return self._fit_search(X, y, k, multi_label)
+        return self
 
     def _declared(self, y: Any) -> np.ndarray | None:
         """The classifier's ``classes=``, checked against ``y`` (None when not given)."""
