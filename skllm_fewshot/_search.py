@@ -416,11 +416,11 @@ def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) ->
     if not adapter:
         return row_s, 0.0, 0.0
     seconds = []
-    for steps in (1, 3):
+    for steps in (1, 3):  # under the classifier's own prompt, whose examples each step reads
         start = time.perf_counter()
-        clone(probe).set_params(head=LoRAFineTuning(max_steps=steps)).fit(
-            _safe_indexing(X, few), _safe_indexing(y, few)
-        )
+        clone(classifier).set_params(
+            calibrate=False, verbose=False, head=LoRAFineTuning(max_steps=steps)
+        ).fit(_safe_indexing(X, few), _safe_indexing(y, few))
         seconds.append(time.perf_counter() - start)
     step_s = max(seconds[1] - seconds[0], 0.0) / 2
     return row_s, step_s, max(seconds[0] - step_s, 0.0)
