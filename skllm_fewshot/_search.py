@@ -55,6 +55,7 @@ from ._validation import (
     HasMethods,
     StrOptions,
     check_declared_classes,
+    check_declared_target,
     check_named_estimators,
     class_counts,
     copy_input_attributes,
@@ -400,15 +401,18 @@ def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) ->
     """Seconds per row read by ``classifier``'s model, per adapter step, and to set an
     adapter up, measured on a few of the rows (the model is loaded here if it is not yet).
 
+    The rows are read under the classifier's own prompt, fitted on every row (which
+    reads none of them without a head): each row attends to the prompt's examples, so
+    a prompt with an example of each of 7 classes costs a row more than an empty one.
     The first pass of a process is slower than the passes of the search (threads and
-    memory warm up), so rows are read once before the timed read; an adapter is timed
-    at 1 and 3 steps, whose difference is the steps alone.
+    memory warm up), so rows are read once before the timed read; an adapter, likewise,
+    is fitted once for a step before it is timed at 1 and 4 steps, whose difference is
+    the steps alone.
     """
     rng = check_random_state(0)
     rows = rng.permutation(len(X))
     few, timed = rows[: min(8, len(rows))], rows[-min(8, len(rows)) :]
-    probe = clone(classifier).set_params(n_examples_per_class=0, calibrate=False, verbose=False)
-    probe.fit(_safe_indexing(X, few), _safe_indexing(y, few))
+    probe = clone(classifier).set_params(head=None, calibrate=False, verbose=False).fit(X, y)
     probe.features(np.asarray(_safe_indexing(X, few), dtype=object))  # the warm-up
     start = time.perf_counter()
     probe.features(np.asarray(_safe_indexing(X, timed), dtype=object))
@@ -416,14 +420,14 @@ def _measure(classifier: FewShotLLMClassifier, X: Any, y: Any, adapter: bool) ->
     if not adapter:
         return row_s, 0.0, 0.0
     seconds = []
-    for steps in (1, 3):  # under the classifier's own prompt, whose examples each step reads
+    for steps in (1, 1, 4):  # under the classifier's own prompt, whose examples each step reads
         start = time.perf_counter()
         clone(classifier).set_params(
             calibrate=False, verbose=False, head=LoRAFineTuning(max_steps=steps)
         ).fit(_safe_indexing(X, few), _safe_indexing(y, few))
         seconds.append(time.perf_counter() - start)
-    step_s = max(seconds[1] - seconds[0], 0.0) / 2
-    return row_s, step_s, max(seconds[0] - step_s, 0.0)
+    step_s = max(seconds[2] - seconds[1], 0.0) / 3
+    return row_s, step_s, max(seconds[1] - step_s, 0.0)
 
 
 def _duration(seconds: float) -> str:
@@ -749,11 +753,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         declared = base.classes if isinstance(base, FewShotLLMClassifier) else None
         if declared is None:
             return None
-        if y is None or is_indicator(y):
-            raise ValueError(
-                "The classifier's classes= declares the classes of a one-label-per-row target ahead of their "
-                "rows; a multi-label target's columns are its labels: leave classes=None."
-            )
+        check_declared_target(declared, zero_shot=y is None, multi_label=y is not None and is_indicator(y))
         return check_declared_classes(declared, column_or_1d(y))
 
     def _declared_prompt(self, declared: np.ndarray) -> FewShotLLMClassifier:
@@ -803,9 +803,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     def _plan(self, X: Any, y: Any, names: list[str], estimators: list[Any], cv: Any) -> str:
         """What the search is about to do, and how long it should take on this machine.
 
-        The time comes from a quick measurement: one prompt fitted on a few rows and
-        timed on a few more (and, with an adapter among the candidates, two of its
-        steps), scaled by the passes over the rows and the adapter's steps.
+        The time comes from a quick measurement: the classifier's prompt timed on a
+        few rows (and, with an adapter among the candidates, a few of its steps),
+        scaled by the passes over the rows and the adapter's steps.
         """
         n = len(y)
         if cv is None:

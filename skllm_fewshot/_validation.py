@@ -442,16 +442,7 @@ def check_fit_targets(est: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray,
 
     multi = est.multi_label is True or (est.multi_label == "auto" and X is not None and is_indicator(y))
     declared = getattr(est, "classes", None)
-    if declared is not None and (multi or X is None):
-        raise ValueError(
-            "classes= declares the classes of a one-label-per-row target ahead of their rows; "
-            + (
-                "with X=None, y names the classes"
-                if X is None
-                else "a multi-label target's columns are its labels"
-            )
-            + ": leave classes=None."
-        )
+    check_declared_target(declared, zero_shot=X is None, multi_label=multi)
     if X is None:
         names = check_zero_shot(X, y, est.n_examples_per_class)
         if multi:
@@ -478,6 +469,20 @@ def check_fit_targets(est: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray,
     _, y = validate_data(est, texts, y, ensure_2d=False, dtype=None, ensure_all_finite=False)
     check_classification_targets(y)
     return texts, y, _classes(y) if declared is None else check_declared_classes(declared, y), False
+
+
+def check_declared_target(declared: Any, zero_shot: bool, multi_label: bool) -> None:
+    """Refuse ``classes=`` where the target has no rows per class to declare ahead of."""
+    if declared is not None and (zero_shot or multi_label):
+        raise ValueError(
+            "classes= declares the classes of a one-label-per-row target ahead of their rows; "
+            + (
+                "with X=None, y names the classes"
+                if zero_shot
+                else "a multi-label target's columns are its labels"
+            )
+            + ": leave classes=None."
+        )
 
 
 def check_declared_classes(declared: Any, y: np.ndarray) -> np.ndarray:
