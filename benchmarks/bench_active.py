@@ -40,7 +40,7 @@ from bench_accuracy import TASKS, add_cell_arguments, load_task  # noqa: E402
 RECORDS = ROOT / "docs" / "active.jsonl"
 TABLE = ROOT / "docs" / "active_latest.md"
 PLOT = ROOT / "docs" / "active_curve.png"
-STRATEGIES = ("random", "margin", "entropy", "diversity", "margin_diversity")
+STRATEGIES = ("random", "margin", "entropy", "diversity", "margin_diversity", "typical")
 
 
 def read_task(task: str, args: argparse.Namespace) -> dict:
@@ -138,7 +138,7 @@ def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> li
     texts, labels, classes = data["X"][pool], data["y"][pool], data["classes"]
     classifier = clone(data["zero"]).set_params(classes=classes)
     records = []
-    for strategy in [s for s in args.strategies if s in ("random", "margin_diversity")]:
+    for strategy in [s for s in args.strategies if s in ("random", "margin_diversity", "typical")]:
         picker = np.random.RandomState(draw)
         done = np.zeros(len(pool), dtype=bool)
         estimator = data["zero"]
@@ -148,8 +148,9 @@ def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> li
                 new = picker.choice(np.flatnonzero(~done), size=len(classes), replace=False)
             else:
                 new = suggest_labels(
-                    estimator, texts, len(classes), labelled=np.flatnonzero(done), random_state=draw
-                )
+                    estimator, texts, len(classes), labelled=np.flatnonzero(done), strategy=strategy,
+                    random_state=draw,
+                )  # fmt: skip
             done[new] = True
             rows = np.flatnonzero(done)
             if strategy != "random" or budget in args.budgets:

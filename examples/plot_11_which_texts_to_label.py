@@ -10,8 +10,11 @@ next; a random draw of the same size is the baseline. The pool is lopsided, as r
 pools are: three sectors are common and two are rare. A classifier cannot predict a
 class it has never seen a row of, unless it knows the class by name: here
 ``classes=`` lists every sector from the start, so a sector without a labelled row
-is still scored by its name, and ``suggest_labels`` looks first for the likeliest
-text of each sector nobody has labelled yet.
+is still scored by its name. Two strategies of ``suggest_labels`` are compared: the
+default, ``"typical"``, which labels the most typical tweet of each of the largest
+clusters of the pool not labelled yet, and ``"margin_diversity"``, which looks first
+for the likeliest tweet of each sector nobody has labelled, then for the tweets the
+classifier doubts.
 
 The classifier is the seed notebook's prompt: it names every sector and shows one
 labelled example of each sector labelled so far. Random draws are averaged over two seeds. With so few labels a single
@@ -54,14 +57,14 @@ classifier = clone(zero_shot).set_params(classes=names, n_examples_per_class=1)
 rounds, per_round = 4, len(names)
 
 
-def label_rounds(suggest: bool, seed: int) -> tuple[list[float], list[int]]:
+def label_rounds(strategy: str, seed: int) -> tuple[list[float], list[int]]:
     rng = np.random.RandomState(seed)
     labelled: list[int] = []
     accuracy, found = [], []
     clf = clone(zero_shot).fit(None, names)  # no labels yet: the zero-shot prompt
     for _ in range(rounds):
-        if suggest:
-            new = suggest_labels(clf, X, per_round, labelled=labelled, random_state=seed)
+        if strategy != "random":
+            new = suggest_labels(clf, X, per_round, labelled=labelled, strategy=strategy, random_state=seed)
         else:
             new = rng.choice(np.setdiff1d(np.arange(len(X)), labelled), per_round, replace=False)
         labelled += new.tolist()
@@ -72,12 +75,14 @@ def label_rounds(suggest: bool, seed: int) -> tuple[list[float], list[int]]:
     return accuracy, found
 
 
-suggested = label_rounds(suggest=True, seed=0)
-random = [label_rounds(suggest=False, seed=seed) for seed in range(2)]
+typical = label_rounds("typical", seed=0)
+doubt = label_rounds("margin_diversity", seed=0)
+random = [label_rounds("random", seed=seed) for seed in range(2)]
 spent = per_round * np.arange(1, rounds + 1)
-print("labels spent:   ", spent.tolist())
-print("suggested:      ", np.round(suggested[0], 3).tolist(), "classes found", suggested[1])
-print("random (mean):  ", np.round(np.mean([r[0] for r in random], axis=0), 3).tolist(),
+print("labels spent:     ", spent.tolist())
+print("typical:          ", np.round(typical[0], 3).tolist(), "classes found", typical[1])
+print("margin_diversity: ", np.round(doubt[0], 3).tolist(), "classes found", doubt[1])
+print("random (mean):    ", np.round(np.mean([r[0] for r in random], axis=0), 3).tolist(),
       "classes found", np.mean([r[1] for r in random], axis=0).tolist())  # fmt: skip
 
 # %%
@@ -86,7 +91,8 @@ print("random (mean):  ", np.round(np.mean([r[0] for r in random], axis=0), 3).t
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot(spent, suggested[0], marker="o", label="suggest_labels")
+ax.plot(spent, typical[0], marker="o", label="suggest_labels (typical)")
+ax.plot(spent, doubt[0], marker="o", label="margin_diversity")
 ax.plot(spent, np.mean([r[0] for r in random], axis=0), marker="o", linestyle="--", label="random (2 draws)")
 ax.set(xlabel="labels spent", ylabel="accuracy on the unlabelled tweets", xticks=spent)
 ax.legend()

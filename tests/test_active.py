@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV, clear_feature_cache, suggest_labels
-from skllm_fewshot._active import STRATEGIES, _farthest_first, select
+from skllm_fewshot._active import STRATEGIES, _farthest_first, _typicality, select
 
 POOL = [f"{word} {i}" for i in range(6) for word in ("great film", "awful film", "a film about trains")]
 
@@ -46,10 +46,44 @@ def test_uncertainty_orders_the_picks(make):
 def test_an_unfitted_estimator_gets_a_spread_of_the_pool(make):
     picks = suggest_labels(make(), POOL, 4, random_state=0)
     assert len(set(picks.tolist())) == 4
-    # Diversity alone: the same as asking for it by name.
+    # The default reads the features alone; a strategy that needs probabilities has
+    # nothing to be unsure of without a fit, and falls back to diversity.
+    np.testing.assert_array_equal(picks, suggest_labels(make(), POOL, 4, strategy="typical", random_state=0))
     np.testing.assert_array_equal(
-        picks, suggest_labels(make(), POOL, 4, strategy="diversity", random_state=0)
+        suggest_labels(make(), POOL, 4, strategy="margin", random_state=0),
+        suggest_labels(make(), POOL, 4, strategy="diversity", random_state=0),
     )
+
+
+def test_typical_takes_the_centre_of_each_large_cluster_first():
+    rng = np.random.RandomState(0)
+    # Three clusters of 20, 12 and 6 texts around orthogonal centres; in each, the row
+    # nearest the centre is the most typical.
+    centres = np.eye(4)[:3]
+    sizes = [20, 12, 6]
+    features = np.vstack([c + 0.05 * rng.randn(m, 4) for c, m in zip(centres, sizes)])
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    cluster = np.repeat([0, 1, 2], sizes)
+    done = np.zeros(len(features), dtype=bool)
+    picks = select(features, None, done, 3, "typical", np.random.RandomState(0))
+    assert cluster[picks].tolist() == [0, 1, 2]  # the largest cluster first
+    typicality = _typicality(features[cluster == 0])
+    assert picks[0] == int(np.argmax(typicality))
+    # A labelled text covers its cluster: the picks go to the others first.
+    done[25] = True
+    picks = select(features, None, done, 2, "typical", np.random.RandomState(0))
+    assert sorted(cluster[picks].tolist()) == [0, 2] and 25 not in picks
+
+
+def test_typicality_in_blocks_equals_the_whole_matrix():
+    rng = np.random.RandomState(0)
+    rows = rng.randn(1500, 8)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    distance = np.sqrt(np.maximum(2 - 2 * rows @ rows.T, 0))
+    np.fill_diagonal(distance, np.inf)
+    expected = 1 / np.sort(distance, axis=1)[:, :20].mean(axis=1)
+    np.testing.assert_allclose(_typicality(rows), expected, rtol=1e-9)
+    np.testing.assert_array_equal(_typicality(rows[:1]), [1.0])  # a cluster of one
 
 
 def test_classes_without_rows_get_their_likeliest_text_first():
@@ -75,7 +109,7 @@ def test_zero_shot_and_declared_classes_look_for_each_class(make):
     zero = make(n_examples_per_class=0).fit(None, names)
     np.testing.assert_array_equal(zero.class_count_, [0, 0, 0])
     proba = zero.predict_proba(POOL)
-    picks = suggest_labels(zero, POOL, 3, random_state=0)
+    picks = suggest_labels(zero, POOL, 3, strategy="margin_diversity", random_state=0)
     # One best bet per class: each pick is the pool's likeliest text of a different class.
     bets = {int(np.argmax(proba[:, c])) for c in range(3)}
     assert len(set(picks.tolist()) & bets) >= 1 and len(set(picks.tolist())) == 3
@@ -84,7 +118,7 @@ def test_zero_shot_and_declared_classes_look_for_each_class(make):
         SENTIMENT_X[:4], ["negative", "positive"] * 2
     )
     proba = declared.predict_proba(POOL)
-    first = suggest_labels(declared, POOL, 2, random_state=0)[0]
+    first = suggest_labels(declared, POOL, 2, strategy="margin_diversity", random_state=0)[0]
     assert first == int(np.argmax(proba[:, 1]))  # the likeliest "neutral", the class without rows
 
 
@@ -107,7 +141,8 @@ def test_farthest_first_covers_every_cluster_and_every_predicted_class():
     assert 29 in picks
 
 
-def test_the_pool_is_read_once(make, monkeypatch):
+@pytest.mark.parametrize("strategy", ["typical", "margin_diversity"])
+def test_the_pool_is_read_once(make, monkeypatch, strategy):
     from skllm_fewshot._scoring import PrefixCachedScorer
 
     clf = make(head=make_pipeline(LogisticRegression())).fit(SENTIMENT_X, SENTIMENT_Y)
@@ -120,7 +155,7 @@ def test_the_pool_is_read_once(make, monkeypatch):
         return real(self, prompts, layers)
 
     monkeypatch.setattr(PrefixCachedScorer, "score_with_states", counting)
-    suggest_labels(clf, POOL, 3)
+    suggest_labels(clf, POOL, 3, strategy=strategy)
     assert sum(scored) == len(POOL)
 
 
