@@ -173,6 +173,16 @@ def render(records: list[dict], loop: str = "head") -> str:
     import pandas as pd
 
     df = pd.DataFrame(records)
+    # A strategy is shown for a task only on the draws random labels had there, all of them.
+    baseline = df[df["strategy"] == "random"].groupby("task")["draw"].agg(frozenset)
+    measured = df.groupby(["task", "strategy"])["draw"].agg(frozenset)
+    paired = {key for key, seen in measured.items() if seen >= baseline.get(key[0], frozenset())}
+    df = df[
+        [
+            (t, s) in paired and d in baseline.get(t, ())
+            for t, s, d in zip(df["task"], df["strategy"], df["draw"])
+        ]
+    ]
     acc = df.pivot_table(index=["task", "budget"], columns="strategy", values="accuracy", aggfunc="mean")
     found = df.pivot_table(
         index=["task", "budget"], columns="strategy", values="classes_found", aggfunc="mean"
@@ -190,20 +200,26 @@ def render(records: list[dict], loop: str = "head") -> str:
         f"`suggest_labels` strategies against random labels: a simulated labeller, pools of "
         f"{df['pool'].iloc[0]} texts in their natural class proportions, from the label names alone; "
         f"test accuracy of the loop's classifier ({classifier}) after each budget, in labels per class, "
-        f"mean over draws ({', '.join(f'{t}: {n}' for t, n in draws.items())}); in brackets, the classes "
-        "found.",
+        f"mean over the same draws for each strategy ({', '.join(f'{t}: {n}' for t, n in draws.items())}; "
+        "-: not measured on all of them); in brackets, the classes found.",
         "",
         "| task | labels per class | " + " | ".join(strategies) + " |",
         "|---" * (len(strategies) + 2) + "|",
     ]
     for (task, budget), row in acc.iterrows():
-        cells = [f"{row[s]:.3f} ({found.loc[(task, budget), s]:.1f})" for s in strategies]
+        cells = [
+            f"{row[s]:.3f} ({found.loc[(task, budget), s]:.1f})" if row.notna()[s] else "-"
+            for s in strategies
+        ]
         lines.append(f"| {task} | {budget} | " + " | ".join(cells) + " |")
-    mean = df.groupby(["budget", "strategy"])["accuracy"].mean().unstack()[strategies]
-    lines += ["", "Mean over the tasks:", "", "| labels per class | " + " | ".join(strategies) + " |"]
-    lines.append("|---" * (len(strategies) + 1) + "|")
+    # Each task weighs the same, whatever its draws; a strategy measured on some tasks only
+    # is left out of the mean.
+    everywhere = [s for s in strategies if acc[s].notna().all()]
+    mean = acc[everywhere].groupby(level="budget").mean()
+    lines += ["", "Mean over the tasks:", "", "| labels per class | " + " | ".join(everywhere) + " |"]
+    lines.append("|---" * (len(everywhere) + 1) + "|")
     for budget, row in mean.iterrows():
-        lines.append(f"| {budget} | " + " | ".join(f"{row[s]:.3f}" for s in strategies) + " |")
+        lines.append(f"| {budget} | " + " | ".join(f"{row[s]:.3f}" for s in everywhere) + " |")
     return "\n".join(lines) + "\n"
 
 
