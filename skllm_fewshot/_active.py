@@ -44,6 +44,8 @@ STRATEGIES = ("typical", "margin_diversity", "margin", "entropy", "diversity", "
 # the 20 nearest neighbours, at most 500 clusters.
 TYPICAL_NEIGHBOURS = 20
 MAX_CLUSTERS = 500
+# The strategies that read the pool's features alone, without the estimator's probabilities.
+FEATURES_ONLY = ("typical", "diversity")
 
 
 def suggest_labels(
@@ -134,11 +136,10 @@ def suggest_labels(
     if strategy == "random":  # the baseline reads nothing
         return select(None, None, done, n, strategy, rng)
     fitted = _is_fitted(final)
-    if not fitted and strategy not in ("typical", "diversity"):
+    if not fitted and strategy not in FEATURES_ONLY:
         strategy = "diversity"  # no labels and no fit: nothing to be uncertain about
     features = _features(final, texts, fitted)
-    needs_proba = strategy not in ("typical", "diversity")
-    proba = np.asarray(final.predict_proba(texts), dtype=np.float64) if needs_proba else None
+    proba = None if strategy in FEATURES_ONLY else np.asarray(final.predict_proba(texts), dtype=np.float64)
     missing = None
     if fitted and hasattr(final, "class_count_"):
         missing = np.asarray(final.class_count_) == 0
