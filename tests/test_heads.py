@@ -15,11 +15,12 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import FeatureUnion, make_pipeline, make_union
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVR
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skllm_fewshot import FewShotLLMClassifier
 from skllm_fewshot._engine import clear_feature_cache
 from skllm_fewshot._feature_extraction import LLMFeatures
-from skllm_fewshot._heads import KNNPrompting, resolve_layers
+from skllm_fewshot._heads import ClassMeans, KNNPrompting, resolve_layers
 
 X = SENTIMENT_X * 3
 Y = SENTIMENT_Y * 3
@@ -95,6 +96,30 @@ def test_knn_prompting_votes_by_kl_divergence():
     np.testing.assert_allclose(knn.predict_proba(np.log([[0.8, 0.2], [0.1, 0.9]])), [[1, 0], [0, 1]])
     # Smoothing keeps every probability above zero.
     assert (KNNPrompting(n_neighbors=1).fit(anchors, [0, 0, 1, 1]).predict_proba(anchors) > 0).all()
+
+
+@parametrize_with_checks([ClassMeans(LogisticRegression())])
+def test_class_means_is_a_scikit_learn_classifier(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_class_means_fits_one_row_per_class_at_the_rows_length(sparse_input):
+    from scipy import sparse
+
+    X = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 1.0], [1.0, 1.0], [3.0, 4.0]])
+    y = np.array(["b", "a", "a", "a", "c"])
+    model = ClassMeans(LogisticRegression(C=100)).fit(sparse.csr_matrix(X) if sparse_input else X, y)
+    lengths = np.linalg.norm(X, axis=1).mean()
+    means = np.array([[1 / 3, 4 / 3], [2.0, 0.0], [3.0, 4.0]])
+    means *= lengths / np.linalg.norm(means, axis=1, keepdims=True)
+    by_hand = LogisticRegression(C=100).fit(means, ["a", "b", "c"])
+    np.testing.assert_array_equal(model.classes_, ["a", "b", "c"])
+    np.testing.assert_allclose(model.estimator_.coef_, by_hand.coef_)
+    np.testing.assert_allclose(model.predict_proba(X), by_hand.predict_proba(X))
+    # One row per class, all of one length: the rows themselves.
+    rows = ClassMeans(LogisticRegression()).fit(X[[0, 1]], ["b", "a"]).estimator_
+    np.testing.assert_allclose(rows.coef_, LogisticRegression().fit(X[[0, 1]], ["b", "a"]).coef_)
 
 
 def test_knn_head_reads_the_label_scores(make):

@@ -18,6 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skllm_fewshot import FewShotLLMClassifier, LoRAFineTuning
 from skllm_fewshot._ensemble import ProductOfExperts
+from skllm_fewshot._heads import ClassMeans
 from skllm_fewshot._search import (
     FewShotLLMClassifierCV,
     default_candidates,
@@ -84,11 +85,22 @@ def test_one_row_per_class_fits_the_fallback(make_clf):
     search = FewShotLLMClassifierCV(clf).fit(X1, Y1)
     assert search.best_name_ == "fallback" and search.cv_results_ is None and search.best_score_ is None
     assert isinstance(search.best_estimator_, ProductOfExperts)
-    # The prompt times the union_C100 candidate.
+    # The prompt times the union_C100 candidate, fitted on the class means.
     union = dict(default_candidates(clf))["union_C100"]
-    assert repr(search.best_estimator_.named_estimators_.union) == repr(union) and union[-1].C == 100
+    fitted = search.best_estimator_.named_estimators_.union
+    assert repr(fitted[:-1]) == repr(union[:-1]) and isinstance(fitted[-1], ClassMeans)
+    assert repr(fitted[-1].estimator) == repr(union[-1]) and union[-1].C == 100
     expected = default_fallback(clf).fit(X1, Y1).predict_proba(SENTIMENT_X)
     np.testing.assert_allclose(search.predict_proba(SENTIMENT_X), expected, atol=1e-9)
+    # Lopsided rows (1, 2 and 2): still the fallback, each class one mean row.
+    lopsided = FewShotLLMClassifierCV(clf).fit(SENTIMENT_X[:5], SENTIMENT_Y[:5])
+    assert lopsided.best_name_ == "fallback"
+    assert len(lopsided.best_estimator_.named_estimators_.union[-1].estimator_.coef_) == 3
+    # Two classes: the prompt alone.
+    two = [i for i, label in enumerate(SENTIMENT_Y) if label != "neutral"][:3]
+    binary = FewShotLLMClassifierCV(clf).fit(np.array(SENTIMENT_X)[two], np.array(SENTIMENT_Y)[two])
+    assert binary.best_name_ == "fallback" and isinstance(binary.best_estimator_, FewShotLLMClassifier)
+    assert binary.best_estimator_.head is None
     # A fallback of one's own.
     own = FewShotLLMClassifierCV(clf, fallback=clone(clf).set_params(calibrate=False)).fit(X1, Y1)
     assert isinstance(own.best_estimator_, FewShotLLMClassifier) and own.best_estimator_.calibrate is False
