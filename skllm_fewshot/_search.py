@@ -764,12 +764,13 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         return self
 
     def _declared(self, y: Any) -> np.ndarray | None:
-        """The classifier's ``classes=``, checked against ``y`` (None when not given)."""
+        """The classifier's ``classes=``, checked against ``y`` (None when not given, or without
+        ``y``, which the search then asks for)."""
         base = self._classifier()
         declared = base.classes if isinstance(base, FewShotLLMClassifier) else None
-        if declared is None:
+        if declared is None or y is None:
             return None
-        check_declared_target(declared, zero_shot=y is None, multi_label=y is not None and is_indicator(y))
+        check_declared_target(declared, zero_shot=False, multi_label=is_indicator(y))
         return check_declared_classes(declared, column_or_1d(y))
 
     def _declared_prompt(self, declared: np.ndarray) -> FewShotLLMClassifier:

@@ -144,6 +144,7 @@ def test_own_candidates_nested_parameters_and_pickle(make_clf):
             "or pass fallback=",
         ),
         (dict(), None, ValueError, "requires y"),
+        (dict(classifier=FewShotLLMClassifier(classes=["a", "b"])), None, ValueError, "requires y"),
         (dict(), np.array([[0, 2], [1, 3]] * (len(X) // 2)), ValueError, "several columns of classes"),
         (dict(), np.array([[0, 1]] * len(X)), ValueError, "never present"),
         (dict(), np.array(["a"] * len(X)), ValueError, "at least 2 classes"),
