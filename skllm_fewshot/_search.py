@@ -302,6 +302,9 @@ MIN_ROWS = 8
 # The name of the prior-class predictor cross-validated beside the candidates: the bar
 # a candidate must clear to show that it learned anything from the rows.
 CONSTANT = "constant"
+# What the search fits where it picks the default prompt and there are three classes
+# or more: the prompt times the union on the class means (default_fallback).
+PROMPT_UNION = "prompt_union"
 
 
 def pick_within_noise(
@@ -533,10 +536,14 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     ----------
     best_estimator_ : estimator
         The winner, refitted on every row (the fallback with one row per class).
+        With the default candidates, three classes or more and the prompt picked, the
+        prompt times the union on the class means (:func:`default_fallback`) instead:
+        it scored above the prompt alone on every measured draw of TREC and MAS at 2 and
+        4 rows per class (``docs/accuracy.md``).
     best_name_ : str
-        Its name (``"fallback"`` for the fallback).
+        Its name (``"fallback"`` for the fallback, ``"prompt_union"`` for that product).
     best_score_ : float or None
-        Its mean cross-validated score; ``None`` for the fallback.
+        Its mean cross-validated score; ``None`` for the fallback and ``"prompt_union"``.
     multi_label_ : bool
         Whether ``y`` was a 0/1 indicator matrix.
     cv_results_ : dict or None
@@ -815,6 +822,21 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         self.best_name_ = names[best]
         self.best_score_ = float(cv_results["mean_test_score"][best])
         self.cv_results_ = {"name": np.array(names, dtype=object), **cv_results}
+        if (
+            self.best_name_ == "prompt"
+            and self.candidates is None
+            and not multi_label
+            and len(self.classes_) >= 3
+        ):
+            # With three classes or more the prompt times the union on the class means
+            # scored above the prompt alone on every measured draw (docs/accuracy.md);
+            # it reads the features the search has already cached.
+            start = time.perf_counter()
+            self.best_estimator_ = _verbose(
+                default_fallback(self._default_source("prompt's product is", "candidates")), self.verbose
+            ).fit(X, y)
+            self.refit_time_ = time.perf_counter() - start
+            self.best_name_, self.best_score_ = PROMPT_UNION, None
         return copy_input_attributes(self, self.best_estimator_)
 
     def _plan(self, X: Any, y: Any, names: list[str], estimators: list[Any], cv: Any) -> str:

@@ -68,6 +68,7 @@ def test_fit_is_the_grid_search_over_the_candidates(make_clf):
         scoring="neg_log_loss", cv=cv, error_score="raise",
         refit=lambda results: pick_within_noise(results, [*NAMES, "constant"]),
     ).fit(X, Y)  # fmt: skip
+    assert by_hand.best_index_ != NAMES.index("prompt")  # else the product below (next test)
     assert search.best_name_ == NAMES[by_hand.best_index_]
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], by_hand.cv_results_["mean_test_score"])
     assert search.best_score_ == pytest.approx(by_hand.cv_results_["mean_test_score"][by_hand.best_index_])
@@ -279,7 +280,23 @@ def test_the_bar_counts_the_rows_not_the_repeated_folds():
 def test_with_two_rows_in_each_of_two_classes_the_search_keeps_the_prompt(make_clf):
     X4, y4 = ["great fun", "awful mess", "loved it", "boring film"], ["pos", "neg", "pos", "neg"]
     search = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X4, y4)
-    assert search.best_name_ == "prompt"
+    assert search.best_name_ == "prompt" and isinstance(search.best_estimator_, FewShotLLMClassifier)
+
+
+def test_with_three_classes_the_kept_prompt_is_the_product_with_the_union(make_clf):
+    # Two rows in each of three classes: under MIN_ROWS, so the rule keeps the prompt,
+    # which with three classes or more the search replaces by default_fallback.
+    X6, y6 = SENTIMENT_X[:6], SENTIMENT_Y[:6]
+    clf = make_clf()
+    search = FewShotLLMClassifierCV(clf, random_state=0).fit(X6, y6)
+    assert search.best_name_ == "prompt_union" and search.best_score_ is None
+    assert isinstance(search.best_estimator_, ProductOfExperts)
+    assert search.cv_results_["name"][np.argmax(search.cv_results_["mean_test_score"][:-1])] in NAMES
+    expected = default_fallback(clone(clf)).fit(X6, y6).predict_proba(SENTIMENT_X)
+    np.testing.assert_allclose(search.predict_proba(SENTIMENT_X), expected, atol=1e-9)
+    # Candidates of one's own keep their own prompt.
+    own = FewShotLLMClassifierCV(clf, candidates=[("prompt", clf), ("nb", clone(clf))], random_state=0)
+    assert own.fit(X6, y6).best_name_ == "prompt"
 
 
 def test_a_candidate_may_not_take_the_constant_s_name(make_clf):
