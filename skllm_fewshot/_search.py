@@ -305,6 +305,9 @@ CONSTANT = "constant"
 # What the search fits where it picks the default prompt and there are three classes
 # or more: the prompt times the union on the class means (default_fallback).
 PROMPT_UNION = "prompt_union"
+# From how many classes the prompt is multiplied by the union (the fallback, and the
+# kept prompt): with two, no union beat the prompt alone on SST-2 (bench_fallback.py).
+UNION_MIN_CLASSES = 3
 
 
 def pick_within_noise(
@@ -707,7 +710,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             return clone(self.fallback)
         # The prompt alone: no head can learn a label from a single row, nor a boundary
         # between two classes from one row of one (default_fallback).
-        if multi_label or len(self.classes_) < 3:
+        if multi_label or len(self.classes_) < UNION_MIN_CLASSES:
             return _prompt(self._default_source("fallback is", "fallback"), "fallback")
         return default_fallback(self._default_source("fallback for one row in a class is", "fallback"))
 
@@ -826,7 +829,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             self.best_name_ == "prompt"
             and self.candidates is None
             and not multi_label
-            and len(self.classes_) >= 3
+            and len(self.classes_) >= UNION_MIN_CLASSES
         ):
             # With three classes or more the prompt times the union on the class means
             # scored above the prompt alone on every measured draw (docs/accuracy.md);
