@@ -53,7 +53,7 @@ def measure(args, command: str, out: Path) -> None:
     from sklearn.base import clone
 
     from skllm_fewshot._ensemble import ProductOfExperts
-    from skllm_fewshot._search import _prompt, _union
+    from skllm_fewshot._search import _prompt, _union, default_fallback
 
     torch.set_num_threads(args.threads)
     for task in args.tasks:
@@ -63,12 +63,12 @@ def measure(args, command: str, out: Path) -> None:
             counts = row_counts(len(order), args.shape, draw)
             rows = np.concatenate([o[:c] for o, c in zip(order, counts)])
             prompt = _prompt(make_configs(task, draw, ["prompt"])["prompt"], "fallback")
-            union_rows, union_means = _union(prompt, 100.0), _union(prompt, 100.0, class_means=True)
+            means = default_fallback(prompt)  # the library's own fallback
             configs = {
                 "prompt": clone(prompt),
-                "rows": ProductOfExperts([("prompt", clone(prompt)), ("union", union_rows)]),
-                "means": ProductOfExperts([("prompt", clone(prompt)), ("union", clone(union_means))]),
-                "union_means": clone(union_means),
+                "rows": ProductOfExperts([("prompt", clone(prompt)), ("union", _union(prompt, 100.0))]),
+                "means": means,
+                "union_means": clone(means.estimators[1][1]),
             }
             accuracy = {}
             for name, estimator in configs.items():

@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402
 from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
+from skllm_fewshot._search import PROMPT_UNION, UNION_MIN_CLASSES  # noqa: E402
+
 CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 
 
@@ -133,7 +135,8 @@ def report() -> str:
             for name, pick in rules.items():
                 # Where the library keeps the prompt with three classes or more, it fits the
                 # prompt times the union on the class means (bench_accuracy's prompt_union).
-                reference = "prompt_union" if name == "library rule" and CLASSES[task] >= 3 else "prompt"
+                library = name == "library rule" and CLASSES[task] >= UNION_MIN_CLASSES
+                reference = PROMPT_UNION if library else "prompt"
                 scores, kept, worst = [], 0, 0.0
                 for d, p in zip(draws, prompt):
                     cv_scores = cells[(task, d, k)]["cv_scores"]
