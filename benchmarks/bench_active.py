@@ -19,6 +19,12 @@ rounds), so every strategy, round and draw is measured on the same features; the
 strategies are the library's own (``skllm_fewshot._active.select``).
 
     python benchmarks/bench_active.py --tasks sst2 trec mas --draws 5 --mas PATH
+    python benchmarks/bench_active.py --loop search --examples 1 --budgets 2 3 4 \
+        --strategies random typical --tasks sst2 trec mas --draws 5 --mas PATH
+
+``--loop search`` refits ``FewShotLLMClassifierCV`` each round instead of the head on
+saved features, and ``--examples 1`` gives its prompt one labelled row per class, as the
+classifier's default does (each round then reads the pool again).
 
 Appends one record per (task, draw, strategy, budget) to ``docs/active.jsonl`` and writes
 ``docs/active_latest.md`` and ``docs/active_curve.png`` from the newest records.
@@ -127,8 +133,10 @@ def run(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict
 
 def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict]:
     """The loop with the library itself: ``suggest_labels`` on ``FewShotLLMClassifierCV``, refitted
-    on the labelled rows each round (``classes=`` every class; the prompt without examples, so
-    that the model reads the pool once and every round is the search's heads and unions)."""
+    on the labelled rows each round (``classes=`` every class). With ``--examples 0`` the prompt
+    shows no examples, so that the model reads the pool once and every round is the search's
+    heads and unions; with ``--examples 1`` (the classifier's default) the prompt shows one
+    labelled row per class, as a user's loop would, and each round reads the pool again."""
     from sklearn.base import clone
 
     from skllm_fewshot import FewShotLLMClassifierCV, suggest_labels
@@ -136,7 +144,7 @@ def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> li
     rng = np.random.RandomState(1000 + draw)
     pool = rng.choice(len(data["y"]), size=min(args.pool, len(data["y"])), replace=False)
     texts, labels, classes = data["X"][pool], data["y"][pool], data["classes"]
-    classifier = clone(data["zero"]).set_params(classes=classes)
+    classifier = clone(data["zero"]).set_params(classes=classes, n_examples_per_class=args.examples)
     records = []
     for strategy in [s for s in args.strategies if s in ("random", "margin_diversity", "typical")]:
         picker = np.random.RandomState(draw)
@@ -162,6 +170,7 @@ def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> li
                     dict(task=task, draw=draw, strategy=strategy, budget=budget, labels=int(done.sum()),
                          accuracy=accuracy, classes_found=len(np.unique(labels[rows])),
                          classes_in_pool=len(np.unique(labels)), pool=len(pool), loop="search",
+                         examples=args.examples,
                          picked=estimator.best_name_, round_s=time.perf_counter() - start,
                          date=time.strftime("%Y-%m-%d"), command=args.command)
                 )  # fmt: skip
@@ -169,7 +178,7 @@ def run_search(task: str, data: dict, draw: int, args: argparse.Namespace) -> li
     return records
 
 
-def render(records: list[dict], loop: str = "head") -> str:
+def render(records: list[dict], loop: str = "head", examples: int = 0) -> str:
     import pandas as pd
 
     df = pd.DataFrame(records)
@@ -194,7 +203,8 @@ def render(records: list[dict], loop: str = "head") -> str:
         "labelled row"
         if loop == "head"
         else "`FewShotLLMClassifierCV` refitted on the labelled rows each round, `fine_tune=False`, its "
-        "prompt without examples and `classes=` every class, on the embedded SmolLM2"
+        f"prompt {'with one labelled row per class' if examples else 'without examples'} and `classes=` "
+        "every class, on the embedded SmolLM2"
     )
     lines = [
         f"`suggest_labels` strategies against random labels: a simulated labeller, pools of "
@@ -259,6 +269,10 @@ def main(argv=None) -> None:
         "--loop", choices=["head", "search"], default="head",
         help="the loop's classifier: the frozen head on saved features, or FewShotLLMClassifierCV refitted",
     )  # fmt: skip
+    parser.add_argument(
+        "--examples", type=int, default=0, choices=[0, 1],
+        help="--loop search: labelled rows per class shown in the prompt (0: the pool is read once)",
+    )  # fmt: skip
     parser.add_argument("--report", action="store_true", help="only the table and plot, from the records")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_active.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -271,12 +285,13 @@ def main(argv=None) -> None:
             loop = run_search if args.loop == "search" else run
             for draw in range(args.first_draw, args.first_draw + args.draws):
                 append_records(RECORDS, loop(task, data, draw, args))
-    records = newest_records(RECORDS, ("task", "draw", "strategy", "budget", "loop"))
+    records = newest_records(RECORDS, ("task", "draw", "strategy", "budget", "loop", "examples"))
     head = [r for r in records if r.get("loop", "head") == "head"]
-    search = [r for r in records if r.get("loop") == "search"]
     table = render(head)
-    if search:
-        table += "\n" + render(search, "search")
+    for examples in (0, 1):
+        search = [r for r in records if r.get("loop") == "search" and r.get("examples", 0) == examples]
+        if search:
+            table += "\n" + render(search, "search", examples)
     print(table)
     TABLE.write_text(table, encoding="utf-8")
     plot(head)
