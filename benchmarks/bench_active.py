@@ -233,25 +233,33 @@ def render(records: list[dict], loop: str = "head", examples: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(records: list[dict]) -> None:
+def plot(loops: list[tuple[str, list[dict]]]) -> None:
+    """One row of panels (a panel per task) for each ``(title, records)`` loop."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    df = pd.DataFrame(records)
-    tasks = list(dict.fromkeys(df["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        part = df[df["task"] == task].groupby(["strategy", "budget"])["accuracy"].mean()
-        for strategy in [s for s in STRATEGIES if s in part.index.get_level_values(0)]:
-            curve = part[strategy]
-            ax.plot(curve.index, curve.values, marker="o", label=strategy,
-                    linestyle="--" if strategy == "random" else "-")  # fmt: skip
-        ax.set(title=task, xlabel="labels per class", ylabel="test accuracy", xscale="log")
-        ax.set_xticks(sorted(df["budget"].unique()), labels=[str(b) for b in sorted(df["budget"].unique())])
-    axes[0][0].legend(fontsize=8)
+    loops = [(title, pd.DataFrame(records)) for title, records in loops if records]
+    tasks = list(dict.fromkeys(t for _, df in loops for t in df["task"]))
+    fig, axes = plt.subplots(
+        len(loops), len(tasks), figsize=(4 * len(tasks), 3.2 * len(loops)), squeeze=False
+    )
+    for row, (title, df) in zip(axes, loops):
+        for ax, task in zip(row, tasks):
+            part = df[df["task"] == task].groupby(["strategy", "budget"])["accuracy"].mean()
+            for strategy in [s for s in STRATEGIES if s in part.index.get_level_values(0)]:
+                curve = part[strategy]
+                # One colour per strategy in every panel.
+                ax.plot(curve.index, curve.values, marker="o", label=strategy,
+                        color=f"C{STRATEGIES.index(strategy)}",
+                        linestyle="--" if strategy == "random" else "-")  # fmt: skip
+            budgets = sorted(df["budget"].unique())
+            ax.set(title=f"{task}: {title}", xlabel="labels per class", ylabel="test accuracy", xscale="log")
+            ax.set_xticks(budgets, labels=[str(b) for b in budgets])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        row[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(PLOT, dpi=90)
 
@@ -288,13 +296,16 @@ def main(argv=None) -> None:
     records = newest_records(RECORDS, ("task", "draw", "strategy", "budget", "loop", "examples"))
     head = [r for r in records if r.get("loop", "head") == "head"]
     table = render(head)
-    for examples in (0, 1):
-        search = [r for r in records if r.get("loop") == "search" and r.get("examples", 0) == examples]
-        if search:
-            table += "\n" + render(search, "search", examples)
+    search = {
+        examples: [r for r in records if r.get("loop") == "search" and r.get("examples", 0) == examples]
+        for examples in (0, 1)
+    }
+    for examples, rows in search.items():
+        if rows:
+            table += "\n" + render(rows, "search", examples)
     print(table)
     TABLE.write_text(table, encoding="utf-8")
-    plot(head)
+    plot([("frozen head", head), ("search, prompt with examples", search[1])])
 
 
 if __name__ == "__main__":
