@@ -131,19 +131,22 @@ def append_records(path: str | os.PathLike, records: list[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def newest_records(path: str | os.PathLike, key: tuple[str, ...]) -> list[dict]:
+def newest_records(path: str | os.PathLike, key: tuple[str, ...], defaults: dict | None = None) -> list[dict]:
     """The newest record of each cell (the fields ``key``) in the JSON-lines file ``path``.
 
     Cells are in the order they first appear in the file, so a table keeps its rows in
-    place when one of them is measured again.
+    place when one of them is measured again. ``defaults`` gives the value of a key field
+    that older records were written without, so that they stay in the same cell.
     """
+    defaults = defaults or {}
     path = Path(path)
     newest: dict[tuple, dict] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 record = json.loads(line)
-                newest[tuple(json.dumps(record.get(k), sort_keys=True) for k in key)] = record
+                cell = tuple(json.dumps(record.get(k, defaults.get(k)), sort_keys=True) for k in key)
+                newest[cell] = record
     return list(newest.values())
 
 

@@ -293,7 +293,9 @@ def main(argv=None) -> None:
             loop = run_search if args.loop == "search" else run
             for draw in range(args.first_draw, args.first_draw + args.draws):
                 append_records(RECORDS, loop(task, data, draw, args))
-    records = newest_records(RECORDS, ("task", "draw", "strategy", "budget", "loop", "examples"))
+    records = newest_records(
+        RECORDS, ("task", "draw", "strategy", "budget", "loop", "examples"), defaults={"examples": 0}
+    )
     head = [r for r in records if r.get("loop", "head") == "head"]
     table = render(head)
     search = {
