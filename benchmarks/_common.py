@@ -135,8 +135,9 @@ def newest_records(path: str | os.PathLike, key: tuple[str, ...], defaults: dict
     """The newest record of each cell (the fields ``key``) in the JSON-lines file ``path``.
 
     Cells are in the order they first appear in the file, so a table keeps its rows in
-    place when one of them is measured again. ``defaults`` gives the value of a key field
-    that older records were written without, so that they stay in the same cell.
+    place when one of them is measured again. ``defaults`` fills in the fields that older
+    records were written without, so that they fall in the same cell as newer ones and
+    read the same.
     """
     defaults = defaults or {}
     path = Path(path)
@@ -144,9 +145,8 @@ def newest_records(path: str | os.PathLike, key: tuple[str, ...], defaults: dict
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                record = json.loads(line)
-                cell = tuple(json.dumps(record.get(k, defaults.get(k)), sort_keys=True) for k in key)
-                newest[cell] = record
+                record = {**defaults, **json.loads(line)}
+                newest[tuple(json.dumps(record.get(k), sort_keys=True) for k in key)] = record
     return list(newest.values())
 
 

@@ -299,7 +299,7 @@ def main(argv=None) -> None:
     head = [r for r in records if r.get("loop", "head") == "head"]
     table = render(head)
     search = {
-        examples: [r for r in records if r.get("loop") == "search" and r.get("examples", 0) == examples]
+        examples: [r for r in records if r.get("loop") == "search" and r["examples"] == examples]
         for examples in (0, 1)
     }
     for examples, rows in search.items():
