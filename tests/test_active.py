@@ -55,15 +55,20 @@ def test_an_unfitted_estimator_gets_a_spread_of_the_pool(make):
     )
 
 
-def test_typical_takes_the_centre_of_each_large_cluster_first():
+def three_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """Rows of unit length in three clusters of 20, 12 and 6 around orthogonal centres,
+    and the cluster of each row."""
     rng = np.random.RandomState(0)
-    # Three clusters of 20, 12 and 6 texts around orthogonal centres; in each, the row
-    # nearest the centre is the most typical.
     centres = np.eye(4)[:3]
     sizes = [20, 12, 6]
     features = np.vstack([c + 0.05 * rng.randn(m, 4) for c, m in zip(centres, sizes)])
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    cluster = np.repeat([0, 1, 2], sizes)
+    return features, np.repeat([0, 1, 2], sizes)
+
+
+def test_typical_takes_the_centre_of_each_large_cluster_first():
+    # In each cluster the row nearest the centre is the most typical.
+    features, cluster = three_clusters()
     done = np.zeros(len(features), dtype=bool)
     picks = select(features, None, done, 3, "typical", np.random.RandomState(0))
     assert cluster[picks].tolist() == [0, 1, 2]  # the largest cluster first
@@ -76,12 +81,7 @@ def test_typical_takes_the_centre_of_each_large_cluster_first():
 
 
 def test_typical_bets_on_a_class_without_rows_once_some_class_has_one():
-    rng = np.random.RandomState(0)
-    centres = np.eye(4)[:3]
-    sizes = [20, 12, 6]
-    features = np.vstack([c + 0.05 * rng.randn(m, 4) for c, m in zip(centres, sizes)])
-    features /= np.linalg.norm(features, axis=1, keepdims=True)
-    cluster = np.repeat([0, 1, 2], sizes)
+    features, cluster = three_clusters()
     proba = np.full((len(features), 3), 0.2)
     proba[:, 0] = 0.6
     proba[7], proba[30] = [0.1, 0.1, 0.8], [0.1, 0.7, 0.2]  # the likeliest "2" sits in the big cluster
