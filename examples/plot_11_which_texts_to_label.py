@@ -12,10 +12,9 @@ class it has never seen a row of, unless it knows the class by name: here
 ``classes=`` lists every sector from the start, so a sector without a labelled row
 is still scored by its name. Two strategies of ``suggest_labels`` are compared: the
 default, ``"typical"``, which labels the most typical tweet of each of the largest
-clusters of the pool not labelled yet (and, once some sector has labels, the likeliest
-tweet of each sector that has none), and ``"margin_diversity"``, which looks first for
-the likeliest tweet of each sector nobody has labelled, from the first round, then for
-the tweets the classifier doubts.
+clusters of the pool not labelled yet, and ``"margin_diversity"``, which looks first
+for the likeliest tweet of each sector nobody has labelled, then for the tweets the
+classifier doubts.
 
 The classifier is the seed notebook's prompt: it names every sector and shows one
 labelled example of each sector labelled so far. Random draws are averaged over two seeds. With so few labels a single

@@ -7,9 +7,7 @@ cache) and returns the indices of the texts most worth labelling, best first. Th
 default, ``"typical"``, cuts the pool into as many clusters as there will be labelled
 texts and labels the most typical text of each cluster that has none yet: with a few
 labels per class, the texts that stand for many others teach a classifier more than
-those it doubts. Once some class has a labelled row, a class that has none gets one
-pick of the batch (up to half of it): the text the estimator finds likeliest to be of
-it. ``"margin_diversity"`` weighs a text by the fitted estimator's
+those it doubts. ``"margin_diversity"`` weighs a text by the fitted estimator's
 uncertainty and spreads the batch by distance in the model's features and across the
 classes the estimator predicts; a class that no labelled row shows yet
 (``class_count_`` 0: every class of a zero-shot fit, or one declared with the
@@ -79,13 +77,9 @@ def suggest_labels(
         ``"typical"``: the pool (with the labelled texts) is cut by k-means into as
         many clusters as there will be labelled texts; each pick is the most typical
         text (the smallest mean distance to its 20 nearest neighbours in its cluster)
-        of the largest cluster that no labelled text or earlier pick is in. It was
-        the most accurate with a few labels per class (``docs/active.md``). Once a
-        fitted estimator has labelled rows of some class, each class that has none
-        (``class_count_`` 0, a class declared with the classifier's ``classes=``)
-        first gets the text the estimator finds likeliest to be of it, one per
-        class and at most half the batch (rounded up); otherwise it reads the
-        features alone, fitted estimator or not.
+        of the largest cluster that no labelled text or earlier pick is in. It reads
+        the features alone, fitted estimator or not, and was the most accurate with a
+        few labels per class (``docs/active.md``).
         ``"margin_diversity"``: first, for each class that no labelled row shows
         yet (see the classifier's ``classes=``), the text likeliest to be of it;
         then the smallest margin between the two likeliest classes (for
@@ -111,10 +105,9 @@ def suggest_labels(
     pool's features. A pool of 10,000 texts takes what ``predict_proba`` takes on it
     (about 0.1 s a short text on 2 CPU cores with the embedded model) and holds its
     features in memory: 10,000 x the hidden size x 4 bytes (21 MiB for SmolLM2).
-    ``"typical"`` needs no probabilities unless a class has no labelled row (they
-    come from the same pass); its k-means (at most 500 clusters, 3 starts) and
-    neighbours (in blocks of 1,024 rows) add seconds to minutes on a pool of 10,000,
-    far less than the pass. With a fine-tuned adapter as the pick the
+    ``"typical"`` needs no probabilities; its k-means (at most 500 clusters, 3
+    starts) and neighbours (in blocks of 1,024 rows) add seconds to minutes on a pool
+    of 10,000, far less than the pass. With a fine-tuned adapter as the pick the
     probabilities take a second pass.
 
     Examples
@@ -146,11 +139,10 @@ def suggest_labels(
     if not fitted and strategy not in FEATURES_ONLY:
         strategy = "diversity"  # no labels and no fit: nothing to be uncertain about
     features = _features(final, texts, fitted)
+    proba = None if strategy in FEATURES_ONLY else np.asarray(final.predict_proba(texts), dtype=np.float64)
     missing = None
     if fitted and hasattr(final, "class_count_"):
         missing = np.asarray(final.class_count_) == 0
-    needs_proba = strategy not in FEATURES_ONLY or (strategy == "typical" and _bets_for(missing, n) > 0)
-    proba = np.asarray(final.predict_proba(texts), dtype=np.float64) if needs_proba else None
     return select(
         features,
         proba,
@@ -206,11 +198,7 @@ def select(
     if strategy == "diversity":
         return _farthest_first(features, done, n, np.ones(len(features)), None, rng)
     if strategy == "typical":
-        bets = _best_bets(proba, done, _bets_for(missing, n), missing) if proba is not None else []
-        covered = done.copy()
-        covered[bets] = True  # a bet covers its cluster, so the typical picks go elsewhere
-        rest = _typical(features, covered, n - len(bets), rng)
-        return np.concatenate([np.array(bets, dtype=int), rest])
+        return _typical(features, done, n, rng)
     uncertainty, predicted = _uncertainty(proba, strategy, multi_label)
     if strategy in ("margin", "entropy"):
         order = available[np.lexsort((rng.random_sample(len(available)), -uncertainty[available]))]
@@ -222,17 +210,6 @@ def select(
     covered[found] = True
     rest = _farthest_first(features, covered, n - len(found), uncertainty, predicted, rng)
     return np.concatenate([np.array(found, dtype=int), rest])
-
-
-def _bets_for(missing: np.ndarray | None, n: int) -> int:
-    """How many of ``n`` typical picks go to the classes without a labelled row: one each,
-    at most half the batch (rounded up), and none before any class has a row."""
-    if missing is None or missing.all() or not missing.any():
-        # From the label names alone the clusters cover the pool better than the prompt's
-        # guesses: with one label per class, the typical texts trained the frozen head to
-        # 0.402 against 0.360 for margin_diversity's bets (docs/active.md).
-        return 0
-    return int(min(missing.sum(), -(-n // 2)))
 
 
 def _best_bets(proba: np.ndarray, done: np.ndarray, n: int, missing: np.ndarray) -> list[int]:

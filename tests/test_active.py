@@ -55,20 +55,15 @@ def test_an_unfitted_estimator_gets_a_spread_of_the_pool(make):
     )
 
 
-def three_clusters() -> tuple[np.ndarray, np.ndarray]:
-    """Rows of unit length in three clusters of 20, 12 and 6 around orthogonal centres,
-    and the cluster of each row."""
+def test_typical_takes_the_centre_of_each_large_cluster_first():
     rng = np.random.RandomState(0)
+    # Three clusters of 20, 12 and 6 texts around orthogonal centres; in each, the row
+    # nearest the centre is the most typical.
     centres = np.eye(4)[:3]
     sizes = [20, 12, 6]
     features = np.vstack([c + 0.05 * rng.randn(m, 4) for c, m in zip(centres, sizes)])
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    return features, np.repeat([0, 1, 2], sizes)
-
-
-def test_typical_takes_the_centre_of_each_large_cluster_first():
-    # In each cluster the row nearest the centre is the most typical.
-    features, cluster = three_clusters()
+    cluster = np.repeat([0, 1, 2], sizes)
     done = np.zeros(len(features), dtype=bool)
     picks = select(features, None, done, 3, "typical", np.random.RandomState(0))
     assert cluster[picks].tolist() == [0, 1, 2]  # the largest cluster first
@@ -78,42 +73,6 @@ def test_typical_takes_the_centre_of_each_large_cluster_first():
     done[25] = True
     picks = select(features, None, done, 2, "typical", np.random.RandomState(0))
     assert sorted(cluster[picks].tolist()) == [0, 2] and 25 not in picks
-
-
-def test_typical_bets_on_a_class_without_rows_once_some_class_has_one():
-    features, cluster = three_clusters()
-    proba = np.full((len(features), 3), 0.2)
-    proba[:, 0] = 0.6
-    proba[7], proba[30] = [0.1, 0.1, 0.8], [0.1, 0.7, 0.2]  # the likeliest "2" sits in the big cluster
-    done = np.zeros(len(features), dtype=bool)
-    done[21] = True  # a row of class 1 is labelled; classes 0 and 2 have none
-    missing = np.array([True, False, True])
-    picks = select(features, proba, done, 2, "typical", np.random.RandomState(0), missing=missing)
-    # One bet (at most half the batch, rounded up), the surer first: row 7 for class 2.
-    # It covers its cluster, so the typical pick goes to the cluster nobody is in.
-    assert picks[0] == 7 and cluster[picks[1]] == 2
-    assert select(features, proba, done, 1, "typical", np.random.RandomState(0), missing=missing).tolist() == [7]
-    # One bet per missing class: with four picks, both classes get theirs.
-    picks = select(features, proba, done, 4, "typical", np.random.RandomState(0), missing=missing)
-    assert picks[0] == 7 and proba[picks[1], 0] == 0.6 and len(set(picks.tolist())) == 4
-    # From the label names alone (every class missing) and with none missing: the clusters alone.
-    plain = select(features, None, done, 3, "typical", np.random.RandomState(0))
-    for nothing in (np.ones(3, dtype=bool), np.zeros(3, dtype=bool)):
-        again = select(features, proba, done, 3, "typical", np.random.RandomState(0), missing=nothing)
-        np.testing.assert_array_equal(again, plain)
-
-
-def test_typical_reads_probabilities_only_for_a_class_without_rows(make, monkeypatch):
-    names = ["negative", "neutral", "positive"]
-    calls = []
-    clf = make(classes=names, head=LogisticRegression()).fit(SENTIMENT_X[:4], ["negative", "positive"] * 2)
-    real = type(clf).predict_proba
-    monkeypatch.setattr(type(clf), "predict_proba", lambda self, X: calls.append(len(X)) or real(self, X))
-    first = suggest_labels(clf, POOL, 2, random_state=0)[0]
-    assert calls == [len(POOL)] and first == int(np.argmax(real(clf, POOL)[:, 1]))  # the likeliest "neutral"
-    calls.clear()
-    suggest_labels(make(n_examples_per_class=0).fit(None, names), POOL, 2, random_state=0)
-    assert calls == []  # every class without rows: the clusters alone
 
 
 def test_typicality_in_blocks_equals_the_whole_matrix():
