@@ -11,7 +11,11 @@ Each shape is scored on 150 test rows with
   before this benchmark);
 - ``means``: the prompt x the same union fitted on one mean row per class
   (:class:`~skllm_fewshot._heads.ClassMeans`, ``default_fallback``);
-- ``union_means``: that union alone.
+- ``union_means``: that union alone;
+- ``search``: ``FewShotLLMClassifierCV`` itself (``fine_tune=False``), which with two
+  classes or more of several rows cross-validates the candidates on them, the classes
+  with a single row in every training fold, and keeps the product where no candidate
+  clears the noise.
 
     python benchmarks/bench_fallback.py --shape lopsided --draws 4 --mas PATH
 
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, append_records, recorded_main  # noqa: E402
 from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
-CONFIGS = ("prompt", "rows", "means", "union_means")
+CONFIGS = ("prompt", "rows", "means", "union_means", "search")
 
 
 def row_counts(n_classes: int, shape: str, draw: int) -> list[int]:
@@ -53,7 +57,7 @@ def measure(args, command: str, out: Path) -> None:
     from sklearn.base import clone
 
     from skllm_fewshot._ensemble import ProductOfExperts
-    from skllm_fewshot._search import _prompt, _union, default_fallback
+    from skllm_fewshot._search import FewShotLLMClassifierCV, _prompt, _union, default_fallback
 
     torch.set_num_threads(args.threads)
     for task in args.tasks:
@@ -69,13 +73,15 @@ def measure(args, command: str, out: Path) -> None:
                 "rows": ProductOfExperts([("prompt", clone(prompt)), ("union", _union(prompt, 100.0))]),
                 "means": means,
                 "union_means": clone(means.estimators[1][1]),
+                "search": FewShotLLMClassifierCV(clone(prompt), fine_tune=False, random_state=draw),
             }
             accuracy = {}
             for name, estimator in configs.items():
                 estimator.fit(X[rows], y[rows])
                 accuracy[name] = float(np.mean(estimator.predict(Xt) == yt))
             record = dict(task=task, shape=args.shape, draw=draw, counts=counts, test=len(yt),
-                          accuracy=accuracy, date=time.strftime("%Y-%m-%d"), command=command)  # fmt: skip
+                          accuracy=accuracy, picked=configs["search"].best_name_,
+                          date=time.strftime("%Y-%m-%d"), command=command)  # fmt: skip
             append_records(out, [record])
             print(task, args.shape, draw, counts, accuracy, flush=True)
 
@@ -84,7 +90,8 @@ def render(records: list[dict]) -> str:
     lines = [
         "Mean test accuracy over the draws when a class has one row, on 150 test rows per task: the "
         "prompt alone; its product with a union fitted on the rows, or on the class means (the fallback "
-        "with three classes or more); that union alone. With two classes the fallback is the prompt alone.",
+        "with three classes or more); that union alone; and what `FewShotLLMClassifierCV` fits (-: not "
+        "measured). With two classes the fallback is the prompt alone.",
         "",
         "| task | rows | draws | " + " | ".join(CONFIGS) + " |",
         "|---|---|---|" + "---|" * len(CONFIGS),
@@ -93,10 +100,12 @@ def render(records: list[dict]) -> str:
         for shape in ("balanced", "lopsided", "heavy"):
             cell = [r for r in records if r["task"] == task and r["shape"] == shape]
             if cell:
-                means = [np.mean([r["accuracy"][c] for r in cell]) for c in CONFIGS]
-                lines.append(
-                    f"| {task} | {shape} | {len(cell)} | " + " | ".join(f"{m:.3f}" for m in means) + " |"
-                )
+                means = [
+                    f"{np.mean([r['accuracy'][c] for r in cell]):.3f}"
+                    if all(c in r["accuracy"] for r in cell) else "-"
+                    for c in CONFIGS
+                ]  # fmt: skip
+                lines.append(f"| {task} | {shape} | {len(cell)} | " + " | ".join(means) + " |")
     commands = sorted({(r["date"], r["command"]) for r in records})
     lines += ["", "Measured by: " + "; ".join(f"`{c}` ({d})" for d, c in commands)]
     return "\n".join(lines) + "\n"

@@ -397,6 +397,38 @@ def pick_within_noise(
     return best if gain.mean() > NOISE_SE * se else names.index(reference)
 
 
+def _single_rows(y: Any) -> tuple[np.ndarray | None, int]:
+    """The rows of the classes that have a single row, and k, the rows of the rarest other
+    class; ``(None, 1)`` unless two classes or more have several rows."""
+    classes, index, counts = np.unique(y, return_inverse=True, return_counts=True)
+    several = counts >= 2
+    if several.sum() < 2:
+        return None, 1
+    return ~several[index], int(counts[several].min())
+
+
+class _KeptInTraining:
+    """Folds cut by ``cv`` from the rows not ``kept``, with the ``kept`` rows in every training set.
+
+    A class labelled once cannot be held out and learnt in the same fold; kept in
+    training, it still trains every candidate, and the others are compared on what
+    they can be scored on.
+    """
+
+    def __init__(self, cv: Any, kept: np.ndarray) -> None:
+        self.cv = cv
+        self.kept = kept
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.cv.get_n_splits()
+
+    def split(self, X: Any, y: Any, groups: Any = None):
+        rest, kept = np.flatnonzero(~self.kept), np.flatnonzero(self.kept)
+        labels = np.asarray(y, dtype=object)[rest]
+        for train, test in self.cv.split(np.zeros(len(rest)), labels):
+            yield np.sort(np.concatenate([rest[train], kept])), rest[test]
+
+
 def _test_train_ratio(cv: Any, X: Any, y: Any) -> float:
     """Held-out rows over training rows, averaged over the folds of ``cv``."""
     return float(np.mean([len(test) / max(1, len(train)) for train, test in cv.split(X, y)]))
@@ -492,8 +524,11 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
     over the candidates) and refits the best on all of them; the best replaces the
     ``prompt`` only where it beats the constant predictor beyond the folds' noise
     (:func:`pick_within_noise`), so that with 2-4 rows per class a head or a union
-    that has learned nothing does not replace a prompt that knows the task. With a single row in some class
-    nothing can be cross-validated, and ``fallback`` is fitted instead. The target
+    that has learned nothing does not replace a prompt that knows the task. A class
+    with a single row cannot be held out: with the default ``cv`` it trains every
+    fold and the others are scored, as long as two classes have several rows;
+    otherwise (one row per class, a given ``cv``, several labels per row) nothing is
+    cross-validated, and ``fallback`` is fitted instead. The target
     may be one class per row or a 0/1 indicator matrix (multi-label: ``predict``
     returns one).
 
@@ -514,9 +549,13 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         multi-label, of the rarest label or its absence), stratified for one label
         per row, repeated ``ceil(8 / k)`` times, so that about 8 held-out rows per
         class vote; from 64 rows in the smallest class, one held-out split (Notes).
+        The rows of a class with a single row train every fold, and k counts the
+        other classes.
     fallback : estimator or None, default=None
-        Fitted when a class has a single row; ``None`` is :func:`default_fallback` with three
-        classes or more, and the prompt alone with two (or several labels per row).
+        Fitted when nothing can be cross-validated (a class with a single row, and
+        fewer than two classes with several or a given ``cv``); ``None`` is
+        :func:`default_fallback` with three classes or more, and the prompt alone
+        with two (or several labels per row).
     random_state : int, RandomState instance or None, default=None
         Shuffles the default folds.
     n_jobs : int, default=None
@@ -790,6 +829,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         )
 
     def _fit_search(self, X: Any, y: Any, k: int, multi_label: bool) -> FewShotLLMClassifierCV:
+        kept = None
+        if k < 2 and not multi_label and self.cv is None:
+            kept, k = _single_rows(y)
         candidates = self._candidates(multi_label, k)
         self.multi_label_ = multi_label
         if k < 2:
@@ -805,13 +847,19 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         names = [name for name, _ in candidates] + [CONSTANT]
         estimators = [_verbose(estimator, self.verbose) for _, estimator in candidates]
         estimators.append(DummyClassifier(strategy="prior"))
-        holdout = self.cv is None and k >= HOLDOUT_MIN_ROWS
+        holdout = self.cv is None and k >= HOLDOUT_MIN_ROWS and kept is None
         if not holdout:
             cv = check_cv(
                 default_cv(k, multi_label, self.random_state) if self.cv is None else self.cv,
                 y,
                 classifier=True,
             )
+        if kept is not None:
+            # The classes with a single row train every fold and are scored on none:
+            # the folds are cut from the others, and the log-loss knows every class.
+            cv = _KeptInTraining(cv, kept)
+            if scoring == "neg_log_loss":
+                scoring = self._log_loss_scorer()
         if self.verbose:
             print(self._plan(X, y, names, estimators, None if holdout else cv))
         if holdout:
@@ -945,9 +993,7 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             order = order[np.argsort(np.asarray(y, dtype=object)[order].astype(str), kind="stable")]
         blocks = [block for block in (order[i::HOLDOUT_BLOCKS] for i in range(HOLDOUT_BLOCKS)) if len(block)]
         if scoring == "neg_log_loss":  # a block may lack a class: the labels are the search's
-            scoring = make_scorer(
-                log_loss, labels=self.classes_, greater_is_better=False, response_method="predict_proba"
-            )
+            scoring = self._log_loss_scorer()
         scorer = check_scoring(estimators[0], scoring=scoring)
         fit_times, score_times, scores = [], [], []
         for estimator in tqdm(estimators, desc="candidates", disable=not self.verbose):
@@ -980,6 +1026,10 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         start = time.perf_counter()
         refitted = clone(estimators[best]).fit(X, y)
         return cv_results, best, refitted, time.perf_counter() - start
+
+    def _log_loss_scorer(self) -> Any:
+        """The log-loss scorer over every class of the search, for held-out rows that lack some."""
+        return make_scorer(log_loss, labels=self.classes_, greater_is_better=False, response_method="predict_proba")
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the best candidate.

@@ -93,10 +93,16 @@ def test_one_row_per_class_fits_the_fallback(make_clf):
     assert repr(fitted[-1].estimator) == repr(union[-1]) and union[-1].C == 100
     expected = default_fallback(clf).fit(X1, Y1).predict_proba(SENTIMENT_X)
     np.testing.assert_allclose(search.predict_proba(SENTIMENT_X), expected, atol=1e-9)
-    # Lopsided rows (1, 2 and 2): still the fallback, each class one mean row.
+    # Lopsided rows (1, 2 and 2) are searched (next test); under 8 rows the search keeps
+    # the prompt, which with three classes is the same product, each class one mean row.
     lopsided = FewShotLLMClassifierCV(clf).fit(SENTIMENT_X[:5], SENTIMENT_Y[:5])
-    assert lopsided.best_name_ == "fallback"
+    assert lopsided.best_name_ == "prompt_union" and lopsided.cv_results_ is not None
     assert len(lopsided.best_estimator_.named_estimators_.union[-1].estimator_.coef_) == 3
+    np.testing.assert_allclose(
+        lopsided.predict_proba(SENTIMENT_X),
+        default_fallback(clf).fit(SENTIMENT_X[:5], SENTIMENT_Y[:5]).predict_proba(SENTIMENT_X),
+        atol=1e-9,
+    )
     # Two classes: the prompt alone.
     two = [i for i, label in enumerate(SENTIMENT_Y) if label != "neutral"][:3]
     binary = FewShotLLMClassifierCV(clf).fit(np.array(SENTIMENT_X)[two], np.array(SENTIMENT_Y)[two])
@@ -105,6 +111,43 @@ def test_one_row_per_class_fits_the_fallback(make_clf):
     # A fallback of one's own.
     own = FewShotLLMClassifierCV(clf, fallback=clone(clf).set_params(calibrate=False)).fit(X1, Y1)
     assert isinstance(own.best_estimator_, FewShotLLMClassifier) and own.best_estimator_.calibrate is False
+
+
+def test_a_class_with_one_row_trains_every_fold_and_the_others_are_searched():
+    from sklearn.metrics import log_loss, make_scorer
+
+    Xn, yn = make_classification(
+        n_samples=40, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )  # fmt: skip
+    yn = yn.astype(object)
+    yn[yn == 2] = "c"
+    yn[yn == 1] = "b"
+    yn[yn == 0] = "a"
+    single = int(np.flatnonzero(yn == "c")[0])
+    keep = np.flatnonzero(yn != "c").tolist() + [single]
+    Xl, yl = Xn[keep], yn[keep]  # "c" has a single row, "a" and "b" many
+    search = numeric_search(random_state=0).fit(Xl, yl)
+    assert search.best_name_ in ("lr", "nb") and search.cv_results_ is not None
+    np.testing.assert_array_equal(search.classes_, ["a", "b", "c"])
+    np.testing.assert_array_equal(search.class_count_, [np.sum(yl == c) for c in "abc"])
+    # By hand: folds cut from the other rows (k = the rarer of "a" and "b"), the lone
+    # row in every training set, and the log-loss over every class.
+    rest = np.arange(len(yl) - 1)
+    k = min(np.sum(yl == "a"), np.sum(yl == "b"))
+    inner = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=int(np.ceil(8 / k)), random_state=0)
+    splits = [(np.r_[rest[train], len(yl) - 1], rest[test]) for train, test in inner.split(rest, yl[rest])]
+    scorer = make_scorer(log_loss, labels=["a", "b", "c"], greater_is_better=False, response_method="predict_proba")
+    by_hand = GridSearchCV(
+        Pipeline([("model", LogisticRegression())]), {"model": [LogisticRegression(), GaussianNB()]},
+        scoring=scorer, cv=splits,
+    ).fit(Xl, yl)  # fmt: skip
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"][:2], by_hand.cv_results_["mean_test_score"])
+    for train, test in splits:
+        assert len(yl) - 1 in train and len(yl) - 1 not in test
+    # With a given cv, or one class with several rows, nothing is searched: the fallback.
+    assert numeric_search(cv=3, fallback=GaussianNB()).fit(Xl, yl).best_name_ == "fallback"
+    two_single = np.r_[np.flatnonzero(yl == "a"), np.flatnonzero(yl == "b")[:1], len(yl) - 1]
+    assert numeric_search(fallback=GaussianNB()).fit(Xl[two_single], yl[two_single]).best_name_ == "fallback"
 
 
 def test_own_candidates_nested_parameters_and_pickle(make_clf):
