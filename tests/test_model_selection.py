@@ -96,7 +96,7 @@ def test_one_row_per_class_fits_the_fallback(make_clf):
     # Lopsided rows (1, 2 and 2) are searched (next test); under 8 rows the search keeps
     # the prompt, which with three classes is the same product, each class one mean row.
     lopsided = FewShotLLMClassifierCV(clf).fit(SENTIMENT_X[:5], SENTIMENT_Y[:5])
-    assert lopsided.best_name_ == "prompt_union" and lopsided.cv_results_ is not None
+    assert lopsided.best_name_ == "prompt_union" and "fallback" in lopsided.cv_results_["name"]
     assert len(lopsided.best_estimator_.named_estimators_.union[-1].estimator_.coef_) == 3
     np.testing.assert_allclose(
         lopsided.predict_proba(SENTIMENT_X),
@@ -144,10 +144,18 @@ def test_a_class_with_one_row_trains_every_fold_and_the_others_are_searched():
     np.testing.assert_allclose(search.cv_results_["mean_test_score"][:2], by_hand.cv_results_["mean_test_score"])
     for train, test in splits:
         assert len(yl) - 1 in train and len(yl) - 1 not in test
+    # One's own fallback is one more candidate, cross-validated on the same folds.
+    own = numeric_search(random_state=0, fallback=GaussianNB()).fit(Xl, yl)
+    assert own.cv_results_["name"].tolist() == ["lr", "nb", "fallback", "constant"]
+    np.testing.assert_allclose(own.cv_results_["mean_test_score"][:2], by_hand.cv_results_["mean_test_score"])
     # With a given cv, or one class with several rows, nothing is searched: the fallback.
     assert numeric_search(cv=3, fallback=GaussianNB()).fit(Xl, yl).best_name_ == "fallback"
     two_single = np.r_[np.flatnonzero(yl == "a"), np.flatnonzero(yl == "b")[:1], len(yl) - 1]
     assert numeric_search(fallback=GaussianNB()).fit(Xl[two_single], yl[two_single]).best_name_ == "fallback"
+    # Nor when fewer than half the classes have several rows (2 of 5): the folds would
+    # score too little of the task.
+    Xf, yf = np.vstack([Xl, Xl[:2]]), np.r_[yl, ["d", "e"]]
+    assert numeric_search(fallback=GaussianNB()).fit(Xf, yf).best_name_ == "fallback"
 
 
 def test_own_candidates_nested_parameters_and_pickle(make_clf):
