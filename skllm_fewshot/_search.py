@@ -1046,7 +1046,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
 
     def _log_loss_scorer(self) -> Any:
         """The log-loss scorer over every class of the search, for held-out rows that lack some."""
-        return make_scorer(log_loss, labels=self.classes_, greater_is_better=False, response_method="predict_proba")
+        return make_scorer(
+            log_loss, labels=self.classes_, greater_is_better=False, response_method="predict_proba"
+        )
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the best candidate.

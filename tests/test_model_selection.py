@@ -136,12 +136,16 @@ def test_a_class_with_one_row_trains_every_fold_and_the_others_are_searched():
     k = min(np.sum(yl == "a"), np.sum(yl == "b"))
     inner = RepeatedStratifiedKFold(n_splits=min(3, k), n_repeats=int(np.ceil(8 / k)), random_state=0)
     splits = [(np.r_[rest[train], len(yl) - 1], rest[test]) for train, test in inner.split(rest, yl[rest])]
-    scorer = make_scorer(log_loss, labels=["a", "b", "c"], greater_is_better=False, response_method="predict_proba")
+    scorer = make_scorer(
+        log_loss, labels=["a", "b", "c"], greater_is_better=False, response_method="predict_proba"
+    )
     by_hand = GridSearchCV(
         Pipeline([("model", LogisticRegression())]), {"model": [LogisticRegression(), GaussianNB()]},
         scoring=scorer, cv=splits,
     ).fit(Xl, yl)  # fmt: skip
-    np.testing.assert_allclose(search.cv_results_["mean_test_score"][:2], by_hand.cv_results_["mean_test_score"])
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"][:2], by_hand.cv_results_["mean_test_score"]
+    )
     for train, test in splits:
         assert len(yl) - 1 in train and len(yl) - 1 not in test
     # One's own fallback is one more candidate, cross-validated on the same folds.
