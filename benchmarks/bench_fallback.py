@@ -12,10 +12,9 @@ Each shape is scored on 150 test rows with
 - ``means``: the prompt x the same union fitted on one mean row per class
   (:class:`~skllm_fewshot._heads.ClassMeans`, ``default_fallback``);
 - ``union_means``: that union alone;
-- ``search``: ``FewShotLLMClassifierCV`` itself (``fine_tune=False``), which with two
-  classes or more of several rows cross-validates the candidates on them, the classes
-  with a single row in every training fold, and keeps the product where no candidate
-  clears the noise.
+- ``search``: ``FewShotLLMClassifierCV`` itself (``fine_tune=False``), which, when at
+  least half the classes have several rows, cross-validates the candidates and the
+  fallback on them, the classes with a single row in every training fold.
 
     python benchmarks/bench_fallback.py --shape lopsided --draws 4 --mas PATH
 

@@ -403,12 +403,12 @@ def pick_within_noise(
 def _single_rows(y: Any) -> tuple[np.ndarray | None, int]:
     """The rows of the classes that have a single row, and k, the rows of the rarest other
     class; ``(None, 1)`` unless at least half the classes, and two, have several rows."""
-    classes, index, counts = np.unique(y, return_inverse=True, return_counts=True)
+    _, index, counts = np.unique(y, return_inverse=True, return_counts=True)
     several = counts >= 2
     # The folds score the classes with several rows only: when they are fewer than half,
     # the search's verdict says little of the task (on MAS with 4 of 7 sectors at one
     # row, a union it picked scored 0.447 where the fallback had 0.533).
-    if several.sum() < 2 or 2 * several.sum() < len(classes):
+    if several.sum() < 2 or 2 * several.sum() < len(counts):
         return None, 1
     return ~several[index], int(counts[several].min())
 
