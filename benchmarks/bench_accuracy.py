@@ -19,6 +19,7 @@ every configuration is fitted on the same k rows and scored on the same test row
 - ``prompt_tfidf``: ``ProductOfExperts`` of the prompt and TF-IDF char (their
   probabilities multiplied);
 - ``prompt_union``: ``ProductOfExperts`` of the prompt and the union;
+- ``prompt_two_examples``: the prompt showing two examples per class;
 - ``lora``: prompt-based LoRA fine-tuning (``head=LoRAFineTuning()``, uncalibrated) on
   all k rows per class, under the same one-example-per-class prompt;
 - ``pick``: ``FewShotLLMClassifierCV``: what ``GridSearchCV`` (neg log-loss, stratified
@@ -61,6 +62,7 @@ CONFIGS = (
     "union",
     "prompt_tfidf",
     "prompt_union",
+    "prompt_two_examples",
     "lora",
     "pick",
 )
@@ -147,7 +149,9 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
         options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
 
     def llm(**kw):
-        return FewShotLLMClassifier(model=model, n_examples_per_class=1, random_state=draw, **options, **kw)
+        return FewShotLLMClassifier(
+            model=model, **{"n_examples_per_class": 1, "random_state": draw, **options, **kw}
+        )
 
     def lr(c):
         return LogisticRegression(C=c, max_iter=3000)
@@ -172,6 +176,8 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
         "prompt_tfidf": ProductOfExperts([("prompt", llm()), ("tfidf", tfidf_char)]),
         # The pick's fallback with one row per class.
         "prompt_union": default_fallback(llm()),
+        # The pick's prompt with two classes below 8 rows.
+        "prompt_two_examples": llm(n_examples_per_class=2),
         "lora": llm(head=LoRAFineTuning(), calibrate=False),
     }
     # The pick first: its refit reads the test rows' features under the prompt that the

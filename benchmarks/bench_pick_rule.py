@@ -13,8 +13,9 @@ on 300 test rows per cell without a second pass over them.
 
 Appends to ``docs/pick_rule.jsonl``; the table goes to stdout and ``docs/pick_rule_latest.md``
 (``docs/accuracy.md`` quotes its "library rule" column). Where the library keeps the prompt
-with three classes or more, it fits the prompt times the union on the class means: that
-column scores ``bench_accuracy.py``'s ``prompt_union`` there.
+with three classes or more, it fits the prompt times the union on the class means, and
+with two classes below 8 rows the prompt showing two examples per class: that column
+scores ``bench_accuracy.py``'s ``prompt_union`` and ``prompt_two_examples`` there.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402
 from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
-from skllm_fewshot._search import PROMPT_UNION, UNION_MIN_CLASSES  # noqa: E402
+from skllm_fewshot._search import MIN_ROWS, PROMPT_TWO, PROMPT_UNION, UNION_MIN_CLASSES  # noqa: E402
 
 CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 
@@ -79,6 +80,10 @@ def accuracies() -> dict:
     for line in open(ROOT / "docs" / "accuracy.jsonl", encoding="utf-8"):
         if line.strip():
             for r in json.loads(line).get("records", []):  # the first lines are of an older format
+                if r["config"] == "pick" and r.get("picked") in (PROMPT_TWO, PROMPT_UNION):
+                    # What the library fits for a kept prompt: read from its own configuration,
+                    # while "pick" stays the plain best's candidate.
+                    continue
                 merged[(r["task"], r["draw"], r["k"], r["config"])] = r
     return merged
 
@@ -115,6 +120,14 @@ def library_rule(cv_scores: dict, task: str, k: int) -> str:
     return names[index]
 
 
+def kept_prompt(task: str, k: int) -> str:
+    """The bench_accuracy.py configuration the library fits where its rule keeps the prompt."""
+    if CLASSES[task] >= UNION_MIN_CLASSES:
+        return PROMPT_UNION  # the prompt times the union on the class means
+    # With two classes below MIN_ROWS rows, the prompt showing two examples per class.
+    return PROMPT_TWO if k * CLASSES[task] < MIN_ROWS else "prompt"
+
+
 def report() -> str:
     acc = accuracies()
     cells = {}
@@ -133,10 +146,7 @@ def report() -> str:
             prompt = [acc[(task, d, k, "prompt")]["accuracy"] for d in draws]
             row = [task, str(k), f"{np.mean(prompt):.3f}"]
             for name, pick in rules.items():
-                # Where the library keeps the prompt with three classes or more, it fits the
-                # prompt times the union on the class means (bench_accuracy's prompt_union).
-                library = name == "library rule" and CLASSES[task] >= UNION_MIN_CLASSES
-                reference = PROMPT_UNION if library else "prompt"
+                reference = kept_prompt(task, k) if name == "library rule" else "prompt"
                 scores, kept, worst = [], 0, 0.0
                 for d, p in zip(draws, prompt):
                     cv_scores = cells[(task, d, k)]["cv_scores"]
