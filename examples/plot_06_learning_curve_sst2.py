@@ -3,7 +3,7 @@
 Learning from every labelled row: accuracy against k on SST-2
 =============================================================
 
-A prompt holds a few examples; a small model stops gaining after one per class. A
+A prompt holds a few examples, and a small model gains little from more of them. A
 *head* learns from every labelled row instead: each row goes through the model under
 the same few-shot prompt (only its own tokens are computed, the prompt's are cached),
 the hidden states where the label is predicted are read, and a scikit-learn classifier
@@ -58,8 +58,8 @@ print(f"{len(X_pool)} training reviews to draw from, {len(X_test)} test reviews"
 # hidden state of layers at 55%, 65% and 80% of the model's depth (the default,
 # ``head_layers="auto"``). ``FewShotLLMClassifierCV`` cross-validates its candidates
 # (``skllm_fewshot.model_selection.default_candidates``) on the k rows and refits the
-# best; with one row per class it multiplies the prompt's probabilities by those of a
-# union of the model's features with TF-IDF.
+# best. With two classes it keeps the prompt with one row per class, and below 8 rows
+# (2 or 3 per class) the prompt showing two examples of each class.
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
