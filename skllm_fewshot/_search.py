@@ -918,14 +918,14 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             # scored above the prompt alone on every measured draw (docs/accuracy.md);
             # it reads the features the search has already cached.
             return PROMPT_UNION, default_fallback(self._default_source("prompt's product is", "candidates"))
-        source = self._default_source("prompt is", "candidates")
         if (
             len(y) < MIN_ROWS
-            and source.n_examples_per_class == 1
+            and self._classifier().n_examples_per_class == 1
             and np.unique(y, return_counts=True)[1].min() >= 2
         ):
             # Two classes and too few rows for the folds to judge: a second example of
             # each class helps the prompt more than any fold could show (PROMPT_TWO).
+            source = self._default_source("prompt is", "candidates")
             return PROMPT_TWO, _prompt(source, "candidates").set_params(n_examples_per_class=2)
         return None
 

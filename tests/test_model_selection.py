@@ -29,6 +29,8 @@ from skllm_fewshot._search import (
 
 X = np.array(SENTIMENT_X * 2, dtype=object)
 Y = np.array(SENTIMENT_Y * 2, dtype=object)
+# Two rows in each of two classes: below MIN_ROWS, where the search keeps its prompt.
+X4, Y4 = ["great fun", "awful mess", "loved it", "boring film"], ["pos", "neg", "pos", "neg"]
 NAMES = ["head_C0.01", "head_C0.1", "union_C30", "union_C100", "union_C300", "union_C1000",
          "prompt", "prompt_batch"]  # fmt: skip
 
@@ -338,15 +340,14 @@ def test_the_bar_counts_the_rows_not_the_repeated_folds():
 def test_with_two_rows_in_each_of_two_classes_the_kept_prompt_shows_both(make_clf):
     # Under MIN_ROWS the rule keeps the prompt; with two classes the search shows it two
     # examples of each where the classifier shows one.
-    X4, y4 = ["great fun", "awful mess", "loved it", "boring film"], ["pos", "neg", "pos", "neg"]
     clf = make_clf()
-    search = FewShotLLMClassifierCV(clf, random_state=0).fit(X4, y4)
+    search = FewShotLLMClassifierCV(clf, random_state=0).fit(X4, Y4)
     assert search.best_name_ == "prompt_two_examples" and search.best_score_ is None
     assert isinstance(search.best_estimator_, FewShotLLMClassifier) and search.best_estimator_.head is None
     assert sorted(text for text, _ in search.best_estimator_.examples_) == sorted(X4)
     assert clf.n_examples_per_class == 1  # the classifier itself is untouched
     # Three rows of one class, two of the other: still two examples of each.
-    X5, y5 = [*X4, "a delight"], [*y4, "pos"]
+    X5, y5 = [*X4, "a delight"], [*Y4, "pos"]
     five = FewShotLLMClassifierCV(make_clf(), random_state=0).fit(X5, y5)
     assert five.best_name_ == "prompt_two_examples" and len(five.best_estimator_.examples_) == 4
 
@@ -355,14 +356,13 @@ def test_with_two_rows_in_each_of_two_classes_the_kept_prompt_shows_both(make_cl
     "params, y, kept",
     [
         # The classifier's own number of examples is kept where it is not one.
-        (dict(n_examples_per_class=0), ["pos", "neg", "pos", "neg"], "prompt"),
-        (dict(n_examples_per_class=3), ["pos", "neg", "pos", "neg"], "prompt"),
+        (dict(n_examples_per_class=0), Y4, "prompt"),
+        (dict(n_examples_per_class=3), Y4, "prompt"),
         # A class with one row: nothing to show twice, and nothing cross-validated.
         ({}, ["pos", "neg", "pos", "pos"], "fallback"),
     ],
 )
 def test_the_kept_prompt_shows_two_examples_only_where_it_can(make_clf, params, y, kept):
-    X4 = ["great fun", "awful mess", "loved it", "boring film"]
     search = FewShotLLMClassifierCV(make_clf(**params), random_state=0).fit(X4, y)
     assert search.best_name_ == kept
     assert search.best_estimator_.n_examples_per_class == params.get("n_examples_per_class", 1)
@@ -382,8 +382,7 @@ def test_with_three_classes_the_kept_prompt_is_the_product_with_the_union(make_c
     # Candidates of one's own keep their own prompt.
     own = FewShotLLMClassifierCV(clf, candidates=[("prompt", clf), ("nb", clone(clf))], random_state=0)
     assert own.fit(X6, y6).best_name_ == "prompt"
-    X4, y4 = ["great fun", "awful mess", "loved it", "boring film"], ["pos", "neg", "pos", "neg"]
-    assert own.fit(X4, y4).best_name_ == "prompt"  # two classes: nor by the two-example prompt
+    assert own.fit(X4, Y4).best_name_ == "prompt"  # two classes: nor by the two-example prompt
 
 
 def test_a_candidate_may_not_take_the_constant_s_name(make_clf):
