@@ -176,7 +176,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
         "prompt_tfidf": ProductOfExperts([("prompt", llm()), ("tfidf", tfidf_char)]),
         # The pick's fallback with one row per class.
         "prompt_union": default_fallback(llm()),
-        # The pick's prompt with two classes below 8 rows.
+        # The pick's prompt with two rows in each of two classes.
         "prompt_two_examples": llm(n_examples_per_class=2),
         "lora": llm(head=LoRAFineTuning(), calibrate=False),
     }

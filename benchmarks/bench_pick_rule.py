@@ -14,7 +14,7 @@ on 300 test rows per cell without a second pass over them.
 Appends to ``docs/pick_rule.jsonl``; the table goes to stdout and ``docs/pick_rule_latest.md``
 (``docs/accuracy.md`` quotes its "library rule" column). Where the library keeps the prompt
 with three classes or more, it fits the prompt times the union on the class means, and
-with two classes below 8 rows the prompt showing two examples per class: that column
+with two rows in each of two classes the prompt showing all four: that column
 scores ``bench_accuracy.py``'s ``prompt_union`` and ``prompt_two_examples`` there.
 """
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402
 from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
 
-from skllm_fewshot._search import MIN_ROWS, PROMPT_TWO, PROMPT_UNION, UNION_MIN_CLASSES  # noqa: E402
+from skllm_fewshot._search import PROMPT_TWO, PROMPT_UNION, UNION_MIN_CLASSES  # noqa: E402
 
 CV_FILE = ROOT / "docs" / "pick_rule.jsonl"
 
@@ -124,8 +124,8 @@ def kept_prompt(task: str, k: int) -> str:
     """The bench_accuracy.py configuration the library fits where its rule keeps the prompt."""
     if CLASSES[task] >= UNION_MIN_CLASSES:
         return PROMPT_UNION  # the prompt times the union on the class means
-    # With two classes below MIN_ROWS rows, the prompt showing two examples per class.
-    return PROMPT_TWO if k * CLASSES[task] < MIN_ROWS else "prompt"
+    # With two rows in each of two classes, the prompt showing both rows of each.
+    return PROMPT_TWO if k == 2 else "prompt"
 
 
 def report() -> str:

@@ -58,8 +58,8 @@ print(f"{len(X_pool)} training reviews to draw from, {len(X_test)} test reviews"
 # hidden state of layers at 55%, 65% and 80% of the model's depth (the default,
 # ``head_layers="auto"``). ``FewShotLLMClassifierCV`` cross-validates its candidates
 # (``skllm_fewshot.model_selection.default_candidates``) on the k rows and refits the
-# best. With two classes it keeps the prompt with one row per class, and below 8 rows
-# (2 or 3 per class) the prompt showing two examples of each class.
+# best. With two classes it keeps the prompt with one row per class, and with two rows
+# per class the prompt showing all four.
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline

@@ -311,12 +311,12 @@ PROMPT_UNION = "prompt_union"
 # From how many classes the prompt is multiplied by the union (the fallback, and the
 # kept prompt): with two, no union beat the prompt alone on SST-2 (bench_fallback.py).
 UNION_MIN_CLASSES = 3
-# What the search fits where it keeps the default prompt below MIN_ROWS rows with two
-# classes of at least two rows each, from a classifier showing one example per class:
-# the same prompt showing two. On SST-2 and class pairs of TREC and MAS with 2 rows per
-# class it scored above one example on 13 draws of 15, by 7.0 points on average
-# (docs/accuracy_log.md); the kept prompt is not cross-validated there, and no fold
-# could show it two rows of a class.
+# What the search fits where it keeps the default prompt with two rows in each of two
+# classes, from a classifier showing one example per class: the same prompt showing
+# both rows of each class. On SST-2 and class pairs of TREC and MAS it scored above one
+# example on 13 draws of 15, by 7.0 points on average; with three rows per class, two
+# of them shown scored 3.7 points below one (docs/accuracy_log.md). The kept prompt is
+# not cross-validated there: no fold could show it two rows of a class.
 PROMPT_TWO = "prompt_two_examples"
 
 
@@ -596,10 +596,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
         With the default candidates, three classes or more and the prompt picked, the
         prompt times the union on the class means (:func:`default_fallback`) instead:
         it scored above the prompt alone on every measured draw of TREC and MAS at 2 and
-        4 rows per class (``docs/accuracy.md``). With two classes, fewer than
-        :data:`MIN_ROWS` (8) rows, at least two in each class, and a classifier showing
-        one example per class, the prompt showing two examples of each class: on SST-2
-        with 2 rows per class it scored 0.761 against 0.691 for one
+        4 rows per class (``docs/accuracy.md``). With two rows in each of two classes
+        and a classifier showing one example per class, the prompt showing both rows of
+        each class: on SST-2 it scored 0.761 against 0.691 for one
         (``docs/accuracy.md``).
     best_name_ : str
         Its name (``"fallback"`` for the fallback, ``"prompt_union"`` for that product,
@@ -918,13 +917,9 @@ class FewShotLLMClassifierCV(ClassifierMixin, MetaEstimatorMixin, BaseEstimator)
             # scored above the prompt alone on every measured draw (docs/accuracy.md);
             # it reads the features the search has already cached.
             return PROMPT_UNION, default_fallback(self._default_source("prompt's product is", "candidates"))
-        if (
-            len(y) < MIN_ROWS
-            and self._classifier().n_examples_per_class == 1
-            and np.unique(y, return_counts=True)[1].min() >= 2
-        ):
-            # Two classes and too few rows for the folds to judge: a second example of
-            # each class helps the prompt more than any fold could show (PROMPT_TWO).
+        if self._classifier().n_examples_per_class == 1 and (np.unique(y, return_counts=True)[1] == 2).all():
+            # Two rows in each of two classes, too few for the folds to judge: the prompt
+            # showing all four did better than one of each (PROMPT_TWO).
             source = self._default_source("prompt is", "candidates")
             return PROMPT_TWO, _prompt(source, "candidates").set_params(n_examples_per_class=2)
         return None
