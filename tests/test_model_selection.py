@@ -362,8 +362,8 @@ def test_with_two_rows_in_each_of_two_classes_the_kept_prompt_shows_both(make_cl
     ],
 )
 def test_the_kept_prompt_shows_two_examples_only_where_it_can(make_clf, params, y, kept):
-    X = [*X4, "a delight", "dull"][: len(y)]
-    search = FewShotLLMClassifierCV(make_clf(**params), random_state=0).fit(X, y)
+    texts = [*X4, "a delight", "dull"][: len(y)]
+    search = FewShotLLMClassifierCV(make_clf(**params), random_state=0).fit(texts, y)
     assert search.best_name_ == kept
     assert search.best_estimator_.n_examples_per_class == params.get("n_examples_per_class", 1)
 
