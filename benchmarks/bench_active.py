@@ -75,11 +75,6 @@ def read_task(task: str, args: argparse.Namespace) -> dict:
     )  # fmt: skip
 
 
-def unit_rows(F: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    F = F - mean
-    return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
-
-
 def classifier_proba(data: dict, rows: np.ndarray, F: np.ndarray, P0: np.ndarray) -> np.ndarray:
     """The loop's classifier fitted on ``rows``: the head for the classes labelled, the zero-shot
     prompt for the others (its probability; the head shares out the rest)."""
@@ -99,13 +94,12 @@ def classifier_proba(data: dict, rows: np.ndarray, F: np.ndarray, P0: np.ndarray
 
 
 def run(task: str, data: dict, draw: int, args: argparse.Namespace) -> list[dict]:
-    from skllm_fewshot._active import select
+    from skllm_fewshot._active import select, unit_rows
 
     rng = np.random.RandomState(1000 + draw)
     pool = rng.choice(len(data["y"]), size=min(args.pool, len(data["y"])), replace=False)
     sub = dict(data, F=data["F"][pool], P=data["P"][pool], y=data["y"][pool])
-    mean = sub["F"].mean(axis=0)
-    unit = unit_rows(sub["F"], mean)
+    unit = unit_rows(sub["F"])
     n_classes = len(data["classes"])
     records = []
     for strategy in args.strategies:

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skllm_fewshot import FewShotLLMClassifier, FewShotLLMClassifierCV, clear_feature_cache, suggest_labels
-from skllm_fewshot._active import STRATEGIES, _farthest_first, _typicality, select
+from skllm_fewshot._active import STRATEGIES, _farthest_first, _typicality, select, unit_rows
 
 POOL = [f"{word} {i}" for i in range(6) for word in ("great film", "awful film", "a film about trains")]
 
@@ -84,6 +84,14 @@ def test_typicality_in_blocks_equals_the_whole_matrix():
     expected = 1 / np.sort(distance, axis=1)[:, :20].mean(axis=1)
     np.testing.assert_allclose(_typicality(rows), expected, rtol=1e-9)
     np.testing.assert_array_equal(_typicality(rows[:1]), [1.0])  # a cluster of one
+
+
+def test_unit_rows_are_centred_directions():
+    features = np.array([[3.0, 1.0], [1.0, 1.0], [2.0, 1.0]], dtype=np.float32)
+    rows = unit_rows(features)
+    assert rows.dtype == np.float64
+    # Centred on the mean (2, 1): the common offset is gone; a row at the mean stays zero.
+    np.testing.assert_allclose(rows, [[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])
 
 
 def test_classes_without_rows_get_their_likeliest_text_first():

@@ -194,7 +194,7 @@ def test_examples_quote_the_performance_record():
 PAGE_RECORDS = {
     "README.md": ["startup", "pick_finetune"],
     "accuracy.md": ["pick_rule", "pick_finetune", "finetune", "active"],
-    "active.md": ["active"],
+    "active.md": ["active", "active_cost"],
     "architecture.md": [],
     "choosing.md": ["pick_rule", "pick_finetune", "finetune", "startup"],
     "dask.md": ["performance_dask"],
