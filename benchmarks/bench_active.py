@@ -217,9 +217,11 @@ def render(records: list[dict], loop: str = "head", examples: int = 0) -> str:
         ]
         lines.append(f"| {task} | {budget} | " + " | ".join(cells) + " |")
     # Each task weighs the same, whatever its draws; a strategy measured on some tasks only
-    # is left out of the mean.
+    # is left out of the mean, and so is a budget measured on some tasks only.
     everywhere = [s for s in strategies if acc[s].notna().all()]
-    mean = acc[everywhere].groupby(level="budget").mean()
+    n_tasks = acc.index.get_level_values("task").nunique()
+    by_budget = acc[everywhere].groupby(level="budget")
+    mean = by_budget.mean()[by_budget.size() == n_tasks]
     lines += ["", "Mean over the tasks:", "", "| labels per class | " + " | ".join(everywhere) + " |"]
     lines.append("|---" * (len(everywhere) + 1) + "|")
     for budget, row in mean.iterrows():
