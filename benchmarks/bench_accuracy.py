@@ -79,6 +79,16 @@ TASKS = {
 }  # fmt: skip
 
 
+def task_options(task: str) -> dict:
+    """The classifier's options for a task: ``TASKS``' own, and for MAS the seed's instruction."""
+    options = dict(TASKS[task])
+    if task == "mas":
+        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
+
+        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    return options
+
+
 def load_task(name: str, args: argparse.Namespace, test_size: int):
     """(pool texts, pool labels, test texts, test labels) of a task, fixed by seed 0."""
     from sklearn.model_selection import train_test_split
@@ -142,11 +152,7 @@ def make_configs(task: str, draw: int, configs_run=CONFIGS, model=None):
     from skllm_fewshot._finetuning import LoRAFineTuning
     from skllm_fewshot._search import default_candidates, default_fallback
 
-    options = dict(TASKS[task])
-    if task == "mas":
-        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
-
-        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    options = task_options(task)
 
     def llm(**kw):
         return FewShotLLMClassifier(

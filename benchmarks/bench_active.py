@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, append_records, newest_records  # noqa: E402
-from bench_accuracy import TASKS, add_cell_arguments, load_task  # noqa: E402
+from bench_accuracy import add_cell_arguments, load_task, task_options  # noqa: E402
 
 RECORDS = ROOT / "docs" / "active.jsonl"
 TABLE = ROOT / "docs" / "active_latest.md"
@@ -56,11 +56,7 @@ def read_task(task: str, args: argparse.Namespace) -> dict:
     X, y, Xt, yt = load_task(task, args, 300)
     rng = np.random.RandomState(0)
     superset = rng.choice(len(X), size=min(len(X), args.superset), replace=False)
-    options = dict(TASKS[task])
-    if task == "mas":
-        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
-
-        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    options = task_options(task)
     classes = np.unique(y)
     zero = FewShotLLMClassifier(model=args.model, n_examples_per_class=0, **options).fit(None, list(classes))
     start = time.perf_counter()

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_DATA, ROOT  # noqa: E402
-from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task  # noqa: E402
+from bench_accuracy import BENCH_DATA, TASKS, draw_rows, load_task, task_options  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -77,11 +77,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     X, y, Xt, yt = load_task(args.task, args, args.test)
-    options = dict(TASKS[args.task])
-    if args.task == "mas":
-        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
-
-        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    options = task_options(args.task)
     command = "python benchmarks/bench_finetune.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for draw in args.draws:
         order = draw_rows(y, draw, max(args.ks))

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT  # noqa: E402
-from bench_accuracy import TASKS, add_cell_arguments, draw_rows, load_task, make_configs  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, make_configs, task_options  # noqa: E402
 
 MODELS = ("smollm2-135m", "gemma-3-270m")
 CONFIGS = ("zero", "prompt", "head", "pick")
@@ -47,12 +47,11 @@ def zero_shot(task: str, model: str):
     """The zero-shot classifier of a task, and the map from its label words back to the task's labels."""
     from skllm_fewshot import FewShotLLMClassifier
 
-    options = dict(TASKS[task])
+    options = task_options(task)
     words = options.pop("label_words", None)
     if task == "mas":
-        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
+        from skllm_fewshot.datasets import SEED_SECTOR_NAMES
 
-        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
         words = {name: name for name in SEED_SECTOR_NAMES.values()}
     clf = FewShotLLMClassifier(model=model, n_examples_per_class=0, **options).fit(None, list(words.values()))
     back = {word: label for label, word in words.items()}

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, append_records, recorded_main, run_context  # noqa: E402
-from bench_accuracy import TASKS, add_cell_arguments, draw_rows, load_task  # noqa: E402
+from _common import ROOT, append_records, measured_by, recorded_main, run_context  # noqa: E402
+from bench_accuracy import add_cell_arguments, draw_rows, load_task, task_options  # noqa: E402
 
 STRATEGIES = ("typical", "margin_diversity")
 
@@ -52,11 +52,7 @@ def measure_task(task: str, args, command: str) -> dict:
     rows = np.concatenate([order[:2] for order in draw_rows(y, 0, 2)])
     rest = np.setdiff1d(np.arange(len(X)), rows)
     pool = X[np.random.RandomState(0).choice(rest, size=min(args.pool, len(rest)), replace=False)]
-    options = dict(TASKS[task])
-    if task == "mas":
-        from skllm_fewshot.datasets import SEED_SECTOR_NAMES, seed_instruction
-
-        options["instruction"] = seed_instruction(sorted(SEED_SECTOR_NAMES.values()))
+    options = task_options(task)
     clf = FewShotLLMClassifier(model=args.model, random_state=0, **options).fit(X[rows], y[rows])
     n = len(clf.classes_)
     clf.predict_proba(pool[:8])  # the prefix and the threads warmed, outside the clocks
@@ -133,8 +129,7 @@ def render(records: list[dict]) -> str:
                 f"| {r['task']} | {r['large']} | {r['features']} | {name} | {cell['seconds']:.1f} | "
                 f"{cell['peak_mib']:.0f} |"
             )
-    commands = sorted({(r["date"], r["command"]) for r in records})
-    lines += ["", "Measured by: " + "; ".join(f"`{c}` ({d})" for d, c in commands)]
+    lines += ["", "Measured by:", "", *measured_by(records)]
     return "\n".join(lines) + "\n"
 
 
