@@ -317,8 +317,8 @@ UNION_MIN_CLASSES = 3
 # it scored above one example on 21 of 30, by 2.4 points on average (SST-2 7.2, TREC
 # 1.2, MAS -1.4); with three rows per class, showing all three gained on SST-2 and lost
 # on MAS, -2.0 points on average in a random order and +2.0 interleaved by class, within
-# the spread of the order alone (docs/accuracy_log.md). The kept prompt is not cross-validated there: no
-# fold could show it two rows of a class.
+# the spread of the order alone (docs/accuracy_log.md). The kept prompt is not
+# cross-validated there: no fold could show it two rows of a class.
 PROMPT_TWO = "prompt_two_examples"
 
 
